@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Assembles the runnable function-app folder from functions/ (the source):
+#   OUT/host.json, OUT/<function>/function.json, OUT/amplifier-sessions,
+#   OUT/local.settings.json (local runs only; never deployed)
+# Usage: scripts/assemble.sh [OUT] [--binary PATH]
+# Default OUT: target/functionapp; default binary: a fresh release build.
+# Then: cd OUT && func start
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=target/functionapp
+binary=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --binary) binary=$2; shift 2 ;;
+    *) out=$1; shift ;;
+  esac
+done
+if [ -z "$binary" ]; then
+  cargo build --release --quiet
+  binary=target/release/amplifier-sessions
+fi
+
+rm -rf "$out"
+mkdir -p "$out"
+cp host.json local.settings.json "$out/"
+for dir in functions/*/; do
+  name=$(basename "$dir")
+  mkdir -p "$out/$name"
+  cp "$dir/function.json" "$out/$name/"
+done
+cp "$binary" "$out/amplifier-sessions"
+chmod +x "$out/amplifier-sessions"
+echo "assembled $out"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the service locally on http://localhost:7071/api with a development
+# database:
+#   - DATABASE_URL set in the environment: use it as is;
+#   - a Docker engine running: docker-compose.dev.yml;
+#   - otherwise: a throwaway server from the installed PostgreSQL binaries
+#     (kept in ${AMPLIFIER_DEV_PG:-/tmp/amplifier-dev-pg}, stopped on exit).
+# Extra arguments go to the binary (default: serve).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ENVIRONMENT=${ENVIRONMENT:-development}
+
+if [ -n "${DATABASE_URL:-}" ]; then
+  echo "dev: using DATABASE_URL from the environment"
+elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  echo "dev: starting PostgreSQL with docker compose"
+  docker compose -f docker-compose.dev.yml up -d --wait postgres
+else
+  dir=${AMPLIFIER_DEV_PG:-/tmp/amplifier-dev-pg}
+  port=$(scripts/local-pg.sh free-port 5432)
+  echo "dev: no Docker engine; starting a local PostgreSQL in $dir on port $port"
+  scripts/local-pg.sh start "$dir" "$port"
+  trap 'scripts/local-pg.sh stop "$dir"' EXIT
+  export PGPASSWORD=postgres
+  psql_admin() { psql -q -h 127.0.0.1 -p "$port" -U postgres -v ON_ERROR_STOP=1 "$@"; }
+  if [ -z "$(psql_admin -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'amplifier_dev'")" ]; then
+    psql_admin -d postgres -c "CREATE ROLE amplifier_dev LOGIN PASSWORD 'dev_password'"
+    psql_admin -d postgres -c "CREATE DATABASE amplifier_dev OWNER amplifier_dev"
+    psql_admin -d amplifier_dev -f scripts/init-dev-db.sql
+  fi
+  unset PGPASSWORD
+  export DATABASE_URL="postgresql://amplifier_dev:dev_password@127.0.0.1:$port/amplifier_dev"
+fi
+
+cargo build --quiet
+exec_args=("$@")
+[ ${#exec_args[@]} -gt 0 ] || exec_args=(serve)
+# Not `exec`: the EXIT trap must stop the throwaway server afterwards.
+target/debug/amplifier-sessions "${exec_args[@]}"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against a throwaway PostgreSQL server that this
+# script starts and removes. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dir=$(mktemp -d /tmp/amplifier-test-pg.XXXXXX)
+chmod 755 "$dir"
+cleanup() { scripts/local-pg.sh stop "$dir" || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+port=$(scripts/local-pg.sh free-port 55432)
+scripts/local-pg.sh start "$dir" "$port" --fast
+export TEST_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:$port/postgres"
+cargo test "$@"

@@ -1,0 +1,175 @@
+//! Storage: the lazily built connection pool, migrations, and every SQL
+//! statement the service runs (one module per table group).
+
+pub mod applications;
+pub mod configs;
+pub mod migrate;
+pub mod participants;
+pub mod sessions;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use postgres_native_tls::MakeTlsConnector;
+use tokio::sync::OnceCell;
+use tokio_postgres::error::SqlState;
+
+use crate::settings::DatabaseSettings;
+
+/// Why a storage call failed, in the terms the HTTP layer needs.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The server cannot be reached or refused us for now; worth a retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A unique constraint rejected the write (its name is kept for mapping).
+    #[error("unique constraint {0} violated")]
+    UniqueViolation(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        let Some(db) = err.as_db_error() else {
+            // No server error: the socket failed or closed under us.
+            return Self::Unavailable(err.to_string());
+        };
+        // tokio-postgres' own Display says only "db error"; keep the server's words.
+        let message = format!("{} ({})", db.message(), db.code().code());
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return Self::UniqueViolation(db.constraint().unwrap_or_default().to_owned());
+        }
+        // Class 08 (connection exception), 28 (rejected credentials), and
+        // shutdown or overload: the service cannot use its database right now.
+        let class = &code.code()[..2];
+        if class == "08"
+            || class == "28"
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(code)
+        {
+            return Self::Unavailable(message);
+        }
+        Self::Other(message)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The one pool every handler shares. It is built on first use, never at
+/// start-up (the Functions host needs the port open within milliseconds), and
+/// a failed build is not cached: the next request tries again.
+pub struct Database {
+    settings: DatabaseSettings,
+    pool: OnceCell<Pool>,
+}
+
+impl Database {
+    pub fn new(settings: DatabaseSettings) -> Self {
+        Self {
+            settings,
+            pool: OnceCell::new(),
+        }
+    }
+
+    /// A pooled connection, waiting at most the pool timeout in total
+    /// (building the pool included) so callers never hang.
+    pub async fn client(&self) -> Result<Object, DbError> {
+        let timeout = self.settings.pool_timeout;
+        let get = async {
+            let pool = self
+                .pool
+                .get_or_try_init(|| build_pool(&self.settings))
+                .await?;
+            Ok::<_, DbError>(pool.get().await?)
+        };
+        tokio::time::timeout(timeout, get)
+            .await
+            .map_err(|_| DbError::Unavailable(format!("no connection within {timeout:?}")))?
+    }
+
+    /// Cheapest possible proof the database answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached("SELECT 1").await?;
+        client.query_one(&stmt, &[]).await?;
+        Ok(())
+    }
+}
+
+/// TLS for `sslmode=prefer|require`, verifying the server certificate and
+/// host name against the system roots (or `SSL_CERT_FILE`, which OpenSSL
+/// reads, for a private CA).
+pub fn tls_connector() -> Result<MakeTlsConnector, DbError> {
+    let connector = native_tls::TlsConnector::new()
+        .map_err(|e| DbError::Other(format!("cannot initialise TLS: {e}")))?;
+    Ok(MakeTlsConnector::new(connector))
+}
+
+/// Connection settings plus what this service always sets.
+pub fn connect_config(settings: &DatabaseSettings) -> tokio_postgres::Config {
+    let mut config = settings.config.clone();
+    config.connect_timeout(settings.connect_timeout);
+    if config.get_application_name().is_none() {
+        config.application_name(env!("CARGO_PKG_NAME"));
+    }
+    config
+}
+
+async fn build_pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
+    let tls = tls_connector()?;
+    let config = connect_config(settings);
+    if settings.migrate_on_start {
+        migrate::run(&config, tls.clone()).await?;
+    }
+    let manager = Manager::from_config(
+        config,
+        tls,
+        // Fast: a checkout costs no round trip; a connection the server
+        // closed is noticed by tokio-postgres and dropped.
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(settings.pool_max_size)
+        .wait_timeout(Some(settings.pool_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Other(format!("cannot build pool: {e}")))?;
+    tracing::info!(max_size = settings.pool_max_size, "database pool ready");
+    warm_up(pool.clone(), settings.pool_min_size);
+    Ok(pool)
+}
+
+/// Opens `count` connections in the background (see `DATABASE_POOL_MIN_SIZE`).
+fn warm_up(pool: Pool, count: usize) {
+    if count == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut held = Vec::with_capacity(count);
+        for _ in 0..count {
+            match pool.get().await {
+                Ok(client) => held.push(client),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pool warm-up stopped");
+                    break;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,11 @@
+//! Amplifier sessions API: an Azure Functions custom handler over PostgreSQL.
+
+pub mod api;
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod roles;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

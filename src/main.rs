@@ -1,0 +1,94 @@
+use std::process::ExitCode;
+
+use amplifier_sessions::auth::token::issue_dev_token;
+use amplifier_sessions::db;
+use amplifier_sessions::settings::Settings;
+use amplifier_sessions::startup::Application;
+use amplifier_sessions::telemetry;
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Amplifier sessions API (Azure Functions custom handler)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Print a user token signed with the configured key (not in staging/production).
+    DevToken {
+        #[arg(long)]
+        user: Uuid,
+        /// Lifetime in minutes.
+        #[arg(long, default_value_t = 60)]
+        ttl_minutes: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("refusing to start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(&settings.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => runtime.block_on(serve(settings)),
+        Command::Migrate => runtime.block_on(migrate(settings)),
+        Command::DevToken { user, ttl_minutes } => dev_token(&settings, user, ttl_minutes),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let environment = settings.environment.as_str();
+    let app = Application::bind(settings)
+        .await
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    let addr = app.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, environment, "listening");
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+async fn migrate(settings: Settings) -> Result<(), String> {
+    let tls = db::tls_connector().map_err(|e| e.to_string())?;
+    db::migrate::run(&db::connect_config(&settings.database), tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("database schema is up to date");
+    Ok(())
+}
+
+fn dev_token(settings: &Settings, user: Uuid, ttl_minutes: u64) -> Result<(), String> {
+    if settings.environment.is_deployed() {
+        return Err("dev-token is refused in staging and production".to_owned());
+    }
+    println!(
+        "{}",
+        issue_dev_token(&settings.auth, user, ttl_minutes * 60)
+    );
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Every error class: problem+json with a clear detail, and nothing written.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let app = spawn_app().await;
+    let response = app
+        .post("/api/applications")
+        .header("X-API-Key", ADMIN_KEY)
+        .header("content-type", "application/json")
+        .body(r#"{"app_id": "abc", "app_name": "#)
+        .send()
+        .await
+        .unwrap();
+    let detail = expect_problem(response, StatusCode::BAD_REQUEST).await;
+    assert!(detail.contains("JSON"), "{detail}");
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_400() {
+    let app = spawn_app().await;
+    let response = app
+        .post("/api/applications")
+        .header("X-API-Key", ADMIN_KEY)
+        .header("content-type", "application/json")
+        .body(b"{\"app_id\": \"\xff\xfe\", \"app_name\": \"x\"}".to_vec())
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn non_json_content_type_is_415() {
+    let app = spawn_app().await;
+    let response = app
+        .post("/api/applications")
+        .header("X-API-Key", ADMIN_KEY)
+        .header("content-type", "text/plain")
+        .body(r#"{"app_id": "abc", "app_name": "x"}"#)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_and_write_nothing() {
+    let app = spawn_app_with(&[("MAX_BODY_BYTES", "1024")]).await;
+    let response = app
+        .post("/api/applications")
+        .header("X-API-Key", ADMIN_KEY)
+        .json(&json!({"app_id": "big-app", "app_name": "x", "settings": {"pad": "x".repeat(2000)}}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    // Just under the limit is fine.
+    let response = app
+        .post("/api/applications")
+        .header("X-API-Key", ADMIN_KEY)
+        .json(&json!({"app_id": "big-app", "app_name": "x", "settings": {"pad": "x".repeat(900)}}))
+        .send()
+        .await
+        .unwrap();
+    expect_status(response, StatusCode::CREATED).await;
+    let n = app.count_rows("applications", None).await;
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = spawn_app().await;
+    let response = app.get("/api/nothing-here").send().await.unwrap();
+    expect_problem(response, StatusCode::NOT_FOUND).await;
+    let response = app
+        .http
+        .delete(app.url("/api/health"))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+}

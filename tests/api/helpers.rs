@@ -1,0 +1,319 @@
+//! `spawn_app()` and friends.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use amplifier_sessions::auth::token::issue_dev_token;
+use amplifier_sessions::settings::Settings;
+use amplifier_sessions::startup::Application;
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const ADMIN_KEY: &str = "test-admin-key-not-secure-but-32-bytes-long";
+pub const SECRET_KEY: &str = "test-secret-key-not-secure-but-32-bytes-long";
+
+/// The server `scripts/test.sh` started: a superuser URL.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .expect("TEST_DATABASE_URL is not set: run the suite with scripts/test.sh")
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("URL with a database");
+    format!("{base}/{db}")
+}
+
+pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test server");
+    tokio::spawn(connection);
+    client
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_database(server_url: &str) -> String {
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    pg_connect(server_url)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    with_database(server_url, &name)
+}
+
+pub fn base_vars(database_url: &str) -> HashMap<String, String> {
+    [
+        ("ENVIRONMENT", "test"),
+        ("DATABASE_URL", database_url),
+        ("SECRET_KEY", SECRET_KEY),
+        ("ADMIN_API_KEY", ADMIN_KEY),
+        ("AUTH_REQUIRED", "true"),
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "0"),
+        ("DATABASE_POOL_TIMEOUT_MS", "3000"),
+        ("DATABASE_CONNECT_TIMEOUT_MS", "2000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    pub settings: Settings,
+}
+
+/// The app on a random port over a fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Like [`spawn_app`] with settings overridden. One health call builds the
+/// pool (and so the schema) before the test starts.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let database_url = fresh_database(&admin_url()).await;
+    let app = spawn_app_on(&database_url, overrides).await;
+    let health = app.get("/api/health").send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "test database not ready");
+    app
+}
+
+/// The app on a random port over an existing database URL.
+pub async fn spawn_app_on(database_url: &str, overrides: &[(&str, &str)]) -> TestApp {
+    let mut vars = base_vars(database_url);
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let settings = Settings::from_vars(&vars).expect("test settings");
+    let app = Application::bind(settings.clone()).await.expect("bind");
+    let address = format!("http://{}", app.local_addr().unwrap());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        database_url: database_url.to_owned(),
+        http: reqwest::Client::new(),
+        settings,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.http.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.http.post(self.url(path))
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        pg_connect(&self.database_url).await
+    }
+
+    /// The single value of a one-row, one-column query on the app's database.
+    pub async fn scalar<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> T {
+        self.db().await.query_one(sql, params).await.unwrap().get(0)
+    }
+
+    /// Rows in `table` (optionally `WHERE user_id = user`).
+    pub async fn count_rows(&self, table: &str, user: Option<Uuid>) -> i64 {
+        match user {
+            None => {
+                self.scalar(&format!("SELECT count(*) FROM {table}"), &[])
+                    .await
+            }
+            Some(user) => {
+                self.scalar(
+                    &format!("SELECT count(*) FROM {table} WHERE user_id = $1"),
+                    &[&user],
+                )
+                .await
+            }
+        }
+    }
+
+    pub fn token(&self, user: Uuid) -> String {
+        issue_dev_token(&self.settings.auth, user, 600)
+    }
+
+    /// Registers an application through the API; returns its key.
+    pub async fn create_application(&self, app_id: &str) -> String {
+        let response = self
+            .post("/api/applications")
+            .header("X-API-Key", ADMIN_KEY)
+            .json(&json!({"app_id": app_id, "app_name": format!("{app_id} app")}))
+            .send()
+            .await
+            .unwrap();
+        let body = expect_status(response, StatusCode::CREATED).await;
+        body["api_key"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_config(&self, key: &str) -> Uuid {
+        let response = self
+            .post("/api/configs")
+            .header("X-API-Key", key)
+            .json(&json!({"name": "cfg", "yaml_content": "model: test\n"}))
+            .send()
+            .await
+            .unwrap();
+        let body = expect_status(response, StatusCode::CREATED).await;
+        body["config_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// A user caller: an application key plus a token for `user`.
+    pub fn as_user(&self, builder: RequestBuilder, key: &str, user: Uuid) -> RequestBuilder {
+        builder
+            .header("X-API-Key", key)
+            .bearer_auth(self.token(user))
+    }
+
+    pub async fn create_session(&self, key: &str, user: Uuid, config_id: Uuid) -> Value {
+        let response = self
+            .as_user(self.post("/api/sessions"), key, user)
+            .json(&json!({"config_id": config_id}))
+            .send()
+            .await
+            .unwrap();
+        expect_status(response, StatusCode::CREATED).await
+    }
+
+    pub async fn add_participant(
+        &self,
+        key: &str,
+        caller: Uuid,
+        session: &str,
+        user: Uuid,
+        role: &str,
+    ) -> Response {
+        self.as_user(
+            self.post(&format!("/api/sessions/{session}/participants")),
+            key,
+            caller,
+        )
+        .json(&json!({"user_id": user, "role": role}))
+        .send()
+        .await
+        .unwrap()
+    }
+
+    /// An application, a config and a session owned by a new user.
+    pub async fn fixture(&self) -> Fixture {
+        let key = self
+            .create_application(&format!(
+                "app-{}",
+                &Uuid::new_v4().simple().to_string()[..8]
+            ))
+            .await;
+        let config_id = self.create_config(&key).await;
+        let owner = Uuid::new_v4();
+        let session = self.create_session(&key, owner, config_id).await;
+        Fixture {
+            key,
+            owner,
+            session_id: session["session_id"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+pub struct Fixture {
+    pub key: String,
+    pub owner: Uuid,
+    pub session_id: String,
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn expect_status(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Asserts an RFC 9457 problem with this status; returns its `detail`.
+pub async fn expect_problem(response: Response, status: StatusCode) -> String {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = expect_status(response, status).await;
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["type"].is_string() && body["title"].is_string());
+    body["detail"].as_str().expect("detail").to_owned()
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A PostgreSQL server of its own, for tests that stop it or need TLS.
+pub struct OwnServer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    ssl: bool,
+}
+
+impl OwnServer {
+    pub fn start(ssl: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Self { dir, port, ssl };
+        server.resume();
+        server
+    }
+
+    fn script(&self, args: &[&str]) {
+        let status = Command::new(repo_path("scripts/local-pg.sh"))
+            .args(args)
+            .status()
+            .expect("run scripts/local-pg.sh");
+        assert!(status.success(), "local-pg.sh {args:?} failed");
+    }
+
+    pub fn resume(&self) {
+        let dir = self.dir.path().to_str().unwrap();
+        let port = self.port.to_string();
+        let mut args = vec!["start", dir, &port, "--fast"];
+        if self.ssl {
+            args.push("--ssl");
+        }
+        self.script(&args);
+    }
+
+    pub fn stop(&self) {
+        self.script(&["stop", self.dir.path().to_str().unwrap()]);
+    }
+
+    pub fn url(&self, host: &str) -> String {
+        format!("postgres://postgres:postgres@{host}:{}/postgres", self.port)
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.crt")
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_path("scripts/local-pg.sh"))
+            .args(["stop", self.dir.path().to_str().unwrap()])
+            .status();
+    }
+}

@@ -1,0 +1,388 @@
+//! The real binary as the Functions host runs it: sub-commands, start-up
+//! checks, TLS to PostgreSQL, concurrent migrations and log hygiene.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_amplifier-sessions");
+
+/// The binary with only `vars` set, run from an empty directory so no
+/// `.env` file of the repository is read.
+fn command(vars: &HashMap<String, String>, cwd: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars)
+        .current_dir(cwd)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(vars: &HashMap<String, String>, args: &[&str]) -> Output {
+    let cwd = tempfile::tempdir().unwrap();
+    command(vars, cwd.path()).args(args).output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+struct Served {
+    child: Child,
+    base: String,
+    _cwd: tempfile::TempDir,
+}
+
+impl Served {
+    /// Starts `serve` on a free port and waits for `/` to answer.
+    async fn start(mut vars: HashMap<String, String>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        vars.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string());
+        let cwd = tempfile::tempdir().unwrap();
+        let child = command(&vars, cwd.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reqwest::get(format!("{base}/")).await.is_err() {
+            assert!(Instant::now() < deadline, "binary never listened");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Self {
+            child,
+            base,
+            _cwd: cwd,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the process and returns everything it printed.
+    fn stop(self) -> String {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let output = self.child.wait_with_output().unwrap();
+        text(&output)
+    }
+}
+
+#[test]
+fn unknown_environment_refuses_to_start() {
+    let output = run(&[("ENVIRONMENT".into(), "prod".into())].into(), &["serve"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("ENVIRONMENT"), "{}", text(&output));
+}
+
+#[test]
+fn production_with_weak_secrets_refuses_naming_the_setting_not_the_value() {
+    let vars: HashMap<String, String> = [
+        ("ENVIRONMENT", "production"),
+        (
+            "DATABASE_URL",
+            "postgres://u:p@db.invalid/app?sslmode=require",
+        ),
+        ("SECRET_KEY", "tooshort-s3cr3t"),
+        ("ADMIN_API_KEY", "0123456789abcdef0123456789abcdef-admin"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let output = run(&vars, &["serve"]);
+    assert!(!output.status.success());
+    let printed = text(&output);
+    assert!(printed.contains("SECRET_KEY"), "{printed}");
+    assert!(!printed.contains("tooshort-s3cr3t"), "{printed}");
+}
+
+#[tokio::test]
+async fn dev_token_prints_a_token_the_api_accepts_and_is_refused_in_production() {
+    let app = spawn_app().await;
+    let key = app.create_application("token-app").await;
+    let user = Uuid::new_v4();
+    let vars = base_vars(&app.database_url);
+    let output = run(&vars, &["dev-token", "--user", &user.to_string()]);
+    assert!(output.status.success(), "{}", text(&output));
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let body = expect_status(
+        app.get("/api/users/me/sessions")
+            .header("X-API-Key", &key)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(body["user_id"], user.to_string());
+
+    let mut production = vars.clone();
+    production.insert("ENVIRONMENT".into(), "production".into());
+    production.insert(
+        "SECRET_KEY".into(),
+        "0123456789abcdef0123456789abcdef-secret".into(),
+    );
+    production.insert(
+        "ADMIN_API_KEY".into(),
+        "0123456789abcdef0123456789abcdef-admin".into(),
+    );
+    let output = run(&production, &["dev-token", "--user", &user.to_string()]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("refused"), "{}", text(&output));
+}
+
+#[tokio::test]
+async fn eight_processes_migrating_one_empty_database_all_succeed() {
+    let database_url = fresh_database(&admin_url()).await;
+    let vars = base_vars(&database_url);
+    let cwd = tempfile::tempdir().unwrap();
+    let children: Vec<Child> = (0..8)
+        .map(|_| {
+            command(&vars, cwd.path())
+                .arg("migrate")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    let migrations = std::fs::read_dir(repo_path("migrations")).unwrap().count() as i64;
+    let db = pg_connect(&database_url).await;
+    let applied: i64 = db
+        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, migrations);
+    let tables: i64 = db
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'
+             AND table_name IN ('configs', 'applications', 'users', 'sessions',
+                                'session_participants', 'configuration')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 6);
+}
+
+/// The basic calls over a verified TLS connection to a server with `ssl=on`.
+#[tokio::test]
+async fn basic_calls_over_tls_with_a_trusted_private_ca() {
+    let server = OwnServer::start(true);
+    let plain = fresh_database(&server.url("127.0.0.1")).await;
+    let db_name = plain.rsplit('/').next().unwrap().to_owned();
+    let tls_url = format!(
+        "{}?sslmode=require",
+        with_database(&server.url("localhost"), &db_name)
+    );
+
+    let mut vars = base_vars(&tls_url);
+    vars.insert(
+        "SSL_CERT_FILE".into(),
+        server.ca_file().to_str().unwrap().into(),
+    );
+    let served = Served::start(vars.clone()).await;
+    let http = reqwest::Client::new();
+    let health = http.get(served.url("/api/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    let created = expect_status(
+        http.post(served.url("/api/applications"))
+            .header("X-API-Key", ADMIN_KEY)
+            .json(&json!({"app_id": "tls-app", "app_name": "TLS"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let key = created["api_key"].as_str().unwrap();
+    let config = expect_status(
+        http.post(served.url("/api/configs"))
+            .header("X-API-Key", key)
+            .json(&json!({"name": "c", "yaml_content": "a: 1"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let user = Uuid::new_v4();
+    let settings = amplifier_sessions::settings::Settings::from_vars(&vars).unwrap();
+    let token = amplifier_sessions::auth::token::issue_dev_token(&settings.auth, user, 600);
+    let session = expect_status(
+        http.post(served.url("/api/sessions"))
+            .header("X-API-Key", key)
+            .bearer_auth(&token)
+            .json(&json!({"config_id": config["config_id"]}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let path = format!("/api/sessions/{}", session["session_id"].as_str().unwrap());
+    expect_status(
+        http.get(served.url(&path))
+            .header("X-API-Key", key)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+
+    // The service's connections really are encrypted.
+    let admin = pg_connect(&server.url("127.0.0.1")).await;
+    let encrypted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+             WHERE ssl AND application_name = 'amplifier-sessions'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1);
+    served.stop();
+
+    // Without trusting the CA, `require` refuses the server's certificate.
+    vars.remove("SSL_CERT_FILE");
+    let untrusted = Served::start(vars).await;
+    let health = http.get(untrusted.url("/api/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    untrusted.stop();
+}
+
+/// Secrets never reach the logs, even at debug level and on failures.
+#[tokio::test]
+async fn no_log_line_contains_a_password_key_or_token() {
+    let password = format!("pw-{}", Uuid::new_v4().simple());
+    let role = format!("hygiene_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let admin = pg_connect(&admin_url()).await;
+    // Separate calls: CREATE DATABASE cannot run inside a multi-statement batch.
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+        format!("CREATE DATABASE {role} OWNER {role}"),
+    ] {
+        admin.batch_execute(&sql).await.unwrap();
+    }
+    let server = admin_url();
+    let (_, host_part) = server.split_once('@').unwrap();
+    let host = host_part.rsplit_once('/').unwrap().0;
+    let database_url = format!("postgres://{role}:{password}@{host}/{role}");
+
+    let admin_key = format!("admin-{}", Uuid::new_v4().simple());
+    let secret_key = format!("secret-{}", Uuid::new_v4().simple());
+    let bogus_key = format!("amp_bogus{}", Uuid::new_v4().simple());
+    let mut vars = base_vars(&database_url);
+    vars.insert("ADMIN_API_KEY".into(), admin_key.clone());
+    vars.insert("SECRET_KEY".into(), secret_key.clone());
+    vars.insert("LOG_LEVEL".into(), "debug".into());
+
+    let served = Served::start(vars.clone()).await;
+    let http = reqwest::Client::new();
+    let created = expect_status(
+        http.post(served.url("/api/applications"))
+            .header("X-API-Key", &admin_key)
+            .json(&json!({"app_id": "log-app", "app_name": "Logs"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let app_key = created["api_key"].as_str().unwrap().to_owned();
+    let settings = amplifier_sessions::settings::Settings::from_vars(&vars).unwrap();
+    let token =
+        amplifier_sessions::auth::token::issue_dev_token(&settings.auth, Uuid::new_v4(), 600);
+    let config = expect_status(
+        http.post(served.url("/api/configs"))
+            .header("X-API-Key", &app_key)
+            .json(&json!({"name": "c", "yaml_content": "a: 1"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let response = http
+        .post(served.url("/api/sessions"))
+        .header("X-API-Key", &app_key)
+        .bearer_auth(&token)
+        .json(&json!({"config_id": config["config_id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Failures: an unknown key, a tampered token.
+    let response = http
+        .get(served.url("/api/users/me/sessions"))
+        .header("X-API-Key", &bogus_key)
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let mut printed = served.stop();
+
+    // A wrong database password is logged as a failure, never echoed.
+    let wrong_password = format!("wrong-{}", Uuid::new_v4().simple());
+    vars.insert(
+        "DATABASE_URL".into(),
+        format!("postgres://{role}:{wrong_password}@{host}/{role}"),
+    );
+    let failing = Served::start(vars).await;
+    let health = http.get(failing.url("/api/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    printed.push_str(&failing.stop());
+
+    assert!(
+        printed.contains("listening"),
+        "logs were captured: {printed}"
+    );
+    assert!(
+        printed.contains("password authentication failed"),
+        "{printed}"
+    );
+    for secret in [
+        &password,
+        &wrong_password,
+        &admin_key,
+        &secret_key,
+        &bogus_key,
+        &app_key,
+        &token,
+    ] {
+        assert!(
+            !printed.contains(secret.as_str()),
+            "a secret leaked into the logs:\n{printed}"
+        );
+    }
+}
