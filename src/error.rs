@@ -40,13 +40,22 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// RFC 9457 problem details: the body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema, utoipa::ToResponse)]
+#[response(
+    description = "An error, as RFC 9457 problem details",
+    content_type = "application/problem+json"
+)]
+pub struct Problem {
+    /// A URI reference naming the kind of problem, e.g. `/problems/not-found`.
     #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What was wrong with this request.
+    pub detail: String,
 }
 
 impl ApiError {
@@ -106,10 +115,9 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let kind = format!("/problems/{slug}");
         let body = Problem {
-            kind: &kind,
-            title,
+            kind: format!("/problems/{slug}"),
+            title: title.to_owned(),
             status: status.as_u16(),
             detail,
         };
@@ -144,6 +152,12 @@ impl From<DbError> for ApiError {
                 tracing::warn!(cause = %cause, "database unavailable");
                 ApiError::Unavailable
             }
+            DbError::LastOwner => {
+                ApiError::Conflict("a session must keep at least one owner".to_owned())
+            }
+            DbError::UniqueViolation(constraint) => ApiError::Conflict(format!(
+                "the request conflicts with an existing record ({constraint})"
+            )),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::DbError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Owner,
@@ -36,21 +36,41 @@ impl Role {
     }
 }
 
-/// May a participant with `caller` role add someone as `granted`?
-/// Owners grant any role; editors grant editor or viewer; viewers grant none.
-pub fn may_add_participant(caller: Role, granted: Role) -> bool {
+/// Something a participant may try to do in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    /// Change `status` or `metadata`.
+    Update,
+    AppendMessages,
+    Delete,
+    /// Add a participant with the given role.
+    AddParticipant(Role),
+    /// Change another participant's role.
+    ChangeRole,
+    /// Remove another participant (anyone may remove themself).
+    RemoveParticipant,
+}
+
+/// The whole rule set. Owners may do everything; editors may read, write
+/// content and add editors or viewers; viewers may only read.
+pub fn permits(caller: Role, action: Action) -> bool {
+    use Action::*;
     match caller {
         Role::Owner => true,
-        Role::Editor => granted != Role::Owner,
-        Role::Viewer => false,
+        Role::Editor => matches!(
+            action,
+            Read | Update | AppendMessages | AddParticipant(Role::Editor | Role::Viewer)
+        ),
+        Role::Viewer => action == Read,
     }
 }
 
-/// The caller roles allowed to add a participant as `granted`.
-pub fn roles_that_may_add(granted: Role) -> Vec<&'static str> {
+/// The caller roles that may perform `action`, for use inside SQL.
+pub fn roles_permitted(action: Action) -> Vec<&'static str> {
     Role::ALL
         .into_iter()
-        .filter(|caller| may_add_participant(*caller, granted))
+        .filter(|caller| permits(*caller, action))
         .map(Role::as_str)
         .collect()
 }
@@ -61,32 +81,41 @@ mod tests {
     use Role::*;
 
     #[test]
-    fn add_participant_matrix() {
-        let expected = [
-            (Owner, Owner, true),
-            (Owner, Editor, true),
-            (Owner, Viewer, true),
-            (Editor, Owner, false),
-            (Editor, Editor, true),
-            (Editor, Viewer, true),
-            (Viewer, Owner, false),
-            (Viewer, Editor, false),
-            (Viewer, Viewer, false),
+    fn the_whole_matrix() {
+        use Action::*;
+        let actions = [
+            Read,
+            Update,
+            AppendMessages,
+            Delete,
+            AddParticipant(Owner),
+            AddParticipant(Editor),
+            AddParticipant(Viewer),
+            ChangeRole,
+            RemoveParticipant,
         ];
-        for (caller, granted, allowed) in expected {
-            assert_eq!(
-                may_add_participant(caller, granted),
-                allowed,
-                "{caller:?} adds {granted:?}"
-            );
+        // Rows: owner, editor, viewer; columns as in `actions`.
+        let expected = [
+            [true, true, true, true, true, true, true, true, true],
+            [true, true, true, false, false, true, true, false, false],
+            [true, false, false, false, false, false, false, false, false],
+        ];
+        for (caller, row) in Role::ALL.into_iter().zip(expected) {
+            for (action, allowed) in actions.into_iter().zip(row) {
+                assert_eq!(permits(caller, action), allowed, "{caller:?} {action:?}");
+            }
         }
     }
 
     #[test]
-    fn qualifying_roles_follow_the_matrix() {
-        assert_eq!(roles_that_may_add(Owner), ["owner"]);
-        assert_eq!(roles_that_may_add(Editor), ["owner", "editor"]);
-        assert_eq!(roles_that_may_add(Viewer), ["owner", "editor"]);
+    fn permitted_roles_follow_the_matrix() {
+        assert_eq!(roles_permitted(Action::AddParticipant(Owner)), ["owner"]);
+        assert_eq!(
+            roles_permitted(Action::AddParticipant(Viewer)),
+            ["owner", "editor"]
+        );
+        assert_eq!(roles_permitted(Action::Delete), ["owner"]);
+        assert_eq!(roles_permitted(Action::Read), ["owner", "editor", "viewer"]);
     }
 
     #[test]

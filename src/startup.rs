@@ -46,7 +46,8 @@ impl Application {
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
-    api::router()
+    let (api, _) = api::router();
+    api
         // The Functions host polls `/` until it answers; any response counts.
         .route("/", get(|| async { "amplifier-sessions" }))
         .fallback(not_found)

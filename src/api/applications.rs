@@ -6,40 +6,84 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
-use super::extract::JsonBody;
+use super::extract::{JsonBody, PathParams};
 use super::validate::{AppId, Name};
 use crate::auth::{Admin, api_key};
-use crate::db::applications;
-use crate::error::ApiError;
+use crate::db::applications::{self, Application, ApplicationChanges};
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApplication {
     app_id: AppId,
     app_name: Name,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     settings: Map<String, Value>,
 }
 
-/// The only response that ever contains the key.
-#[derive(Debug, Serialize)]
-pub struct CreatedApplication {
+/// The only response that ever contains a key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationWithKey {
     app_id: String,
     app_name: String,
+    /// Shown once; only its SHA-256 hash is stored.
     api_key: String,
     is_active: bool,
     created_at: DateTime<Utc>,
 }
 
-/// `POST /api/applications`: registers an application and returns its key,
-/// once. 409 when the `app_id` is taken.
+impl ApplicationWithKey {
+    fn new(app: Application, api_key: String) -> Self {
+        Self {
+            app_id: app.app_id,
+            app_name: app.app_name,
+            api_key,
+            is_active: app.is_active,
+            created_at: app.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationList {
+    applications: Vec<Application>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApplication {
+    app_name: Option<Name>,
+    is_active: Option<bool>,
+    #[schema(value_type = Option<Object>)]
+    settings: Option<Map<String, Value>>,
+}
+
+fn not_found(app_id: &str) -> ApiError {
+    ApiError::NotFound(format!("application {app_id} does not exist"))
+}
+
+/// Registers an application and returns its key, once.
+#[utoipa::path(
+    post, path = "/api/applications", operation_id = "create-application", tag = "applications",
+    request_body = CreateApplication,
+    responses(
+        (status = 201, description = "Created", body = ApplicationWithKey),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 409, response = Problem),
+        (status = 413, response = Problem), (status = 415, response = Problem),
+        (status = 422, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateApplication>,
-) -> Result<(StatusCode, Json<CreatedApplication>), ApiError> {
+) -> Result<(StatusCode, Json<ApplicationWithKey>), ApiError> {
     let (key, key_hash) = api_key::generate();
     let client = state.db.client().await?;
     let settings = Value::Object(body.settings);
@@ -58,14 +102,138 @@ pub async fn create(
         ))
     })?;
     tracing::info!(app_id = %app.app_id, "application created");
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedApplication {
-            app_id: app.app_id,
-            app_name: app.app_name,
-            api_key: key,
-            is_active: app.is_active,
-            created_at: app.created_at,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(ApplicationWithKey::new(app, key))))
+}
+
+/// Every application, oldest first; never keys or key hashes.
+#[utoipa::path(
+    get, path = "/api/applications", operation_id = "list-applications", tag = "applications",
+    responses(
+        (status = 200, description = "All applications", body = ApplicationList),
+        (status = 401, response = Problem), (status = 403, response = Problem),
+        (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<ApplicationList>, ApiError> {
+    let client = state.db.client().await?;
+    Ok(Json(ApplicationList {
+        applications: applications::list(&client).await?,
+    }))
+}
+
+/// One application.
+#[utoipa::path(
+    get, path = "/api/applications/{app_id}", operation_id = "get-application", tag = "applications",
+    params(("app_id" = String, Path, description = "The application's id")),
+    responses(
+        (status = 200, description = "The application", body = Application),
+        (status = 401, response = Problem), (status = 403, response = Problem),
+        (status = 404, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn get(
+    _: Admin,
+    State(state): State<AppState>,
+    PathParams(app_id): PathParams<String>,
+) -> Result<Json<Application>, ApiError> {
+    let client = state.db.client().await?;
+    applications::get(&client, &app_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(&app_id))
+}
+
+/// Changes `app_name`, `is_active` and/or `settings` (absent or `null`:
+/// unchanged). A deactivated application's key is refused at once.
+#[utoipa::path(
+    patch, path = "/api/applications/{app_id}", operation_id = "update-application", tag = "applications",
+    params(("app_id" = String, Path, description = "The application's id")),
+    request_body = UpdateApplication,
+    responses(
+        (status = 200, description = "Updated", body = Application),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 413, response = Problem), (status = 415, response = Problem),
+        (status = 422, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    PathParams(app_id): PathParams<String>,
+    JsonBody(body): JsonBody<UpdateApplication>,
+) -> Result<Json<Application>, ApiError> {
+    if body.app_name.is_none() && body.is_active.is_none() && body.settings.is_none() {
+        return Err(ApiError::Validation(
+            "nothing to update: give app_name, is_active or settings".to_owned(),
+        ));
+    }
+    let settings = body.settings.map(Value::Object);
+    let client = state.db.client().await?;
+    let changes = ApplicationChanges {
+        app_name: body.app_name.as_ref().map(Name::as_str),
+        is_active: body.is_active,
+        settings: settings.as_ref(),
+    };
+    applications::update(&client, &app_id, &changes)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(&app_id))
+}
+
+/// Issues a new key; the old one is refused from this moment.
+#[utoipa::path(
+    post, path = "/api/applications/{app_id}/rotate-key", operation_id = "rotate-application-key",
+    tag = "applications",
+    params(("app_id" = String, Path, description = "The application's id")),
+    responses(
+        (status = 200, description = "The new key, shown once", body = ApplicationWithKey),
+        (status = 401, response = Problem), (status = 403, response = Problem),
+        (status = 404, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn rotate_key(
+    _: Admin,
+    State(state): State<AppState>,
+    PathParams(app_id): PathParams<String>,
+) -> Result<Json<ApplicationWithKey>, ApiError> {
+    let (key, key_hash) = api_key::generate();
+    let client = state.db.client().await?;
+    let app = applications::rotate_key(&client, &app_id, &key_hash)
+        .await?
+        .ok_or_else(|| not_found(&app_id))?;
+    tracing::info!(app_id = %app.app_id, "application key rotated");
+    Ok(Json(ApplicationWithKey::new(app, key)))
+}
+
+/// Deletes the application. Its configs and sessions stay; its key is refused.
+#[utoipa::path(
+    delete, path = "/api/applications/{app_id}", operation_id = "delete-application", tag = "applications",
+    params(("app_id" = String, Path, description = "The application's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = Problem), (status = 403, response = Problem),
+        (status = 404, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn delete(
+    _: Admin,
+    State(state): State<AppState>,
+    PathParams(app_id): PathParams<String>,
+) -> Result<StatusCode, ApiError> {
+    let client = state.db.client().await?;
+    if applications::delete(&client, &app_id).await? {
+        tracing::info!(%app_id, "application deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&app_id))
+    }
 }

@@ -1,22 +1,25 @@
-//! Configs: the YAML a session is created from. Any application may read
-//! them; the creating application is recorded.
+//! Configs: the YAML a session is created from. Any application may read a
+//! config by id; lists show an application its own; only the creating
+//! application or the admin may change or delete one.
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{JsonBody, PathParams};
-use super::validate::{Name, YamlText};
-use crate::auth::AppCaller;
-use crate::db::configs::{self, Config, NewConfig};
-use crate::error::ApiError;
+use super::cursor;
+use super::extract::{JsonBody, PathParams, QueryParams};
+use super::validate::{Name, YamlText, nullable};
+use crate::auth::{AppCaller, AppOrAdmin};
+use crate::db::configs::{self, Config, ConfigChanges, ConfigWrite, ConfigsAfter, NewConfig};
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConfig {
     name: Name,
@@ -26,14 +29,77 @@ pub struct CreateConfig {
     tags: HashMap<String, String>,
 }
 
-/// `POST /api/configs`: 201 with the stored config; 422 (with the parser's
-/// line and column) when `yaml_content` is not YAML.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    name: Option<Name>,
+    /// `null` clears the description.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    description: Option<Option<String>>,
+    yaml_content: Option<YamlText>,
+    tags: Option<HashMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigPage {
+    configs: Vec<Config>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+pub fn not_found(config_id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("config {config_id} does not exist"))
+}
+
+fn settle<T>(write: ConfigWrite<T>, config_id: Uuid) -> Result<T, ApiError> {
+    match write {
+        ConfigWrite::Done(done) => Ok(done),
+        ConfigWrite::NotFound => Err(not_found(config_id)),
+        ConfigWrite::NotYours => Err(ApiError::Forbidden(format!(
+            "config {config_id} belongs to another application"
+        ))),
+    }
+}
+
+fn tags_json(tags: &HashMap<String, String>) -> serde_json::Value {
+    tags.iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// Stores a config. `yaml_content` must parse as YAML (422 with the
+/// parser's line and column otherwise).
+#[utoipa::path(
+    post, path = "/api/configs", operation_id = "create-config", tag = "configs",
+    request_body = CreateConfig,
+    responses(
+        (status = 201, description = "Created", body = Config),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 413, response = Problem),
+        (status = 415, response = Problem), (status = 422, response = Problem),
+        (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create(
     caller: AppCaller,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateConfig>,
 ) -> Result<(StatusCode, Json<Config>), ApiError> {
-    let tags = serde_json::to_value(&body.tags).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let tags = tags_json(&body.tags);
     let client = state.db.client().await?;
     let config = configs::insert(
         &client,
@@ -49,7 +115,48 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(config)))
 }
 
-/// `GET /api/configs/{config_id}`.
+/// The calling application's configs, newest first, a page at a time.
+#[utoipa::path(
+    get, path = "/api/configs", operation_id = "list-configs", tag = "configs",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of configs", body = ConfigPage),
+        (status = 401, response = Problem), (status = 403, response = Problem),
+        (status = 422, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn list(
+    caller: AppCaller,
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<PageQuery>,
+) -> Result<Json<ConfigPage>, ApiError> {
+    let limit = cursor::limit(query.limit)?;
+    let after: Option<ConfigsAfter> = query.cursor.as_deref().map(cursor::decode).transpose()?;
+    let client = state.db.client().await?;
+    let rows = configs::list(&client, &caller.app_id, after.as_ref(), limit + 1).await?;
+    let (configs, next_cursor) = cursor::page(rows, limit, |c: &Config| ConfigsAfter {
+        created_at: c.created_at,
+        config_id: c.config_id,
+    });
+    Ok(Json(ConfigPage {
+        configs,
+        next_cursor,
+    }))
+}
+
+/// One config, whichever application created it.
+#[utoipa::path(
+    get, path = "/api/configs/{config_id}", operation_id = "get-config", tag = "configs",
+    params(("config_id" = Uuid, Path, description = "The config's id")),
+    responses(
+        (status = 200, description = "The config", body = Config),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     _: AppCaller,
     State(state): State<AppState>,
@@ -62,6 +169,66 @@ pub async fn get(
         .ok_or_else(|| not_found(config_id))
 }
 
-pub fn not_found(config_id: Uuid) -> ApiError {
-    ApiError::NotFound(format!("config {config_id} does not exist"))
+/// Changes `name`, `description`, `yaml_content` and/or `tags`; absent
+/// fields are unchanged. Only the creating application or the admin.
+#[utoipa::path(
+    patch, path = "/api/configs/{config_id}", operation_id = "update-config", tag = "configs",
+    params(("config_id" = Uuid, Path, description = "The config's id")),
+    request_body = UpdateConfig,
+    responses(
+        (status = 200, description = "Updated", body = Config),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 413, response = Problem), (status = 415, response = Problem),
+        (status = 422, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn update(
+    caller: AppOrAdmin,
+    State(state): State<AppState>,
+    PathParams(config_id): PathParams<Uuid>,
+    JsonBody(body): JsonBody<UpdateConfig>,
+) -> Result<Json<Config>, ApiError> {
+    if body.name.is_none()
+        && body.description.is_none()
+        && body.yaml_content.is_none()
+        && body.tags.is_none()
+    {
+        return Err(ApiError::Validation(
+            "nothing to update: give name, description, yaml_content or tags".to_owned(),
+        ));
+    }
+    let tags = body.tags.as_ref().map(tags_json);
+    let changes = ConfigChanges {
+        name: body.name.as_ref().map(Name::as_str),
+        description: body.description.as_ref().map(Option::as_deref),
+        yaml_content: body.yaml_content.as_ref().map(YamlText::as_str),
+        tags: tags.as_ref(),
+    };
+    let client = state.db.client().await?;
+    let write = configs::update(&client, config_id, caller.app_id(), &changes).await?;
+    settle(write, config_id).map(Json)
+}
+
+/// Deletes the config and every session created from it.
+#[utoipa::path(
+    delete, path = "/api/configs/{config_id}", operation_id = "delete-config", tag = "configs",
+    params(("config_id" = Uuid, Path, description = "The config's id")),
+    responses(
+        (status = 204, description = "Deleted, with its sessions"),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 503, response = Problem),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn delete(
+    caller: AppOrAdmin,
+    State(state): State<AppState>,
+    PathParams(config_id): PathParams<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let client = state.db.client().await?;
+    let write = configs::delete(&client, config_id, caller.app_id()).await?;
+    settle(write, config_id).map(|()| StatusCode::NO_CONTENT)
 }

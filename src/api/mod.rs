@@ -1,51 +1,132 @@
-//! The HTTP API: one module per resource, and the function table below,
-//! which is the single list of routes. Each entry is an Azure function
-//! (`functions/<name>/function.json`); a test keeps the two in step.
+//! The HTTP API: one module per resource, and `router()` below, the single
+//! list of routes. Every route is an Azure function: its `operation_id` is
+//! the folder name in `functions/`, and a test keeps the two in step.
 
 mod applications;
 mod configs;
+mod cursor;
+mod docs;
 mod extract;
 mod health;
+mod idempotency;
 mod participants;
 mod sessions;
 mod users;
 mod validate;
 
 use axum::Router;
-use axum::routing::{MethodFilter, on};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as OpenApiDoc, PathItem};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::error::Problem;
 use crate::state::AppState;
 
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Amplifier sessions API",
+        description = "Sessions owned by users, shared with participants who hold roles, \
+                       called by registered applications. Errors are RFC 9457 problem details."
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(Problem), responses(Problem)),
+    security(("api_key" = [], "bearer" = [])),
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An application's key, or the admin key for /api/applications",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("A user token; its user claim is a UUID"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every function: the router and its OpenAPI document, from one list.
+pub fn router() -> (Router<AppState>, OpenApiDoc) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::check))
+        .routes(routes!(applications::create, applications::list))
+        .routes(routes!(
+            applications::get,
+            applications::update,
+            applications::delete
+        ))
+        .routes(routes!(applications::rotate_key))
+        .routes(routes!(configs::create, configs::list))
+        .routes(routes!(configs::get, configs::update, configs::delete))
+        .routes(routes!(sessions::create))
+        .routes(routes!(sessions::get, sessions::update, sessions::delete))
+        .routes(routes!(sessions::append_messages))
+        .routes(routes!(participants::add, participants::list))
+        .routes(routes!(participants::update, participants::remove))
+        .routes(routes!(users::sessions))
+        .routes(routes!(docs::openapi_json))
+        .routes(routes!(docs::page))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of [`router`].
+pub fn openapi() -> OpenApiDoc {
+    router().1
+}
+
 /// One Azure function: its folder name, HTTP method and full path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Function {
-    pub name: &'static str,
+    pub name: String,
     pub method: &'static str,
-    pub path: &'static str,
+    pub path: String,
 }
 
-macro_rules! functions {
-    ($($name:literal: $method:ident $path:literal => $handler:path,)*) => {
-        /// Every function the binary serves.
-        pub const FUNCTIONS: &[Function] = &[
-            $(Function { name: $name, method: stringify!($method), path: $path },)*
+/// The functions of [`router`], read from its OpenAPI document.
+pub fn functions() -> Vec<Function> {
+    let mut functions = Vec::new();
+    for (path, item) in openapi().paths.paths {
+        let PathItem {
+            get,
+            put,
+            post,
+            delete,
+            patch,
+            ..
+        } = item;
+        let operations = [
+            ("GET", get),
+            ("PUT", put),
+            ("POST", post),
+            ("DELETE", delete),
+            ("PATCH", patch),
         ];
-
-        /// The router serving exactly [`FUNCTIONS`].
-        pub fn router() -> Router<AppState> {
-            Router::new()$(.route($path, on(MethodFilter::$method, $handler)))*
+        for (method, operation) in operations {
+            if let Some(operation) = operation {
+                functions.push(Function {
+                    name: operation.operation_id.unwrap_or_default(),
+                    method,
+                    path: path.clone(),
+                });
+            }
         }
-    };
-}
-
-functions! {
-    "health": GET "/api/health" => health::check,
-    "create-application": POST "/api/applications" => applications::create,
-    "create-config": POST "/api/configs" => configs::create,
-    "get-config": GET "/api/configs/{config_id}" => configs::get,
-    "create-session": POST "/api/sessions" => sessions::create,
-    "get-session": GET "/api/sessions/{session_id}" => sessions::get,
-    "add-participant": POST "/api/sessions/{session_id}/participants" => participants::add,
-    "list-participants": GET "/api/sessions/{session_id}/participants" => participants::list,
-    "list-user-sessions": GET "/api/users/{user_id}/sessions" => users::sessions,
+    }
+    functions
 }

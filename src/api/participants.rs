@@ -4,64 +4,109 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::extract::{JsonBody, PathParams};
-use super::sessions::not_found;
+use super::sessions::settle;
 use crate::auth::UserCaller;
-use crate::db::participants::{self, AddOutcome, Participant};
-use crate::error::ApiError;
-use crate::roles::{self, Role};
+use crate::db::participants::{self, Participant};
+use crate::error::{ApiError, Problem};
+use crate::roles::{self, Action, Role};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddParticipant {
     user_id: Uuid,
+    /// Default `viewer`.
     #[serde(default)]
     role: Role,
 }
 
-/// `POST /api/sessions/{session_id}/participants`: 201 with the new
-/// participant, 200 with the existing one (only `last_active_at` bumped).
-/// Owners add any role, editors add editors and viewers, viewers none (403).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParticipant {
+    role: Role,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParticipantList {
+    session_id: Uuid,
+    participants: Vec<Participant>,
+}
+
+fn not_a_participant(user_id: Uuid) -> ApiError {
+    ApiError::NotFound(format!(
+        "user {user_id} is not a participant of this session"
+    ))
+}
+
+/// Adds a participant: 201 when new, 200 when already present (unchanged
+/// but for `last_active_at`). Owners add any role; editors add editors and
+/// viewers; viewers cannot add (403).
+#[utoipa::path(
+    post, path = "/api/sessions/{session_id}/participants", operation_id = "add-participant",
+    tag = "participants",
+    params(("session_id" = Uuid, Path, description = "The session's id")),
+    request_body = AddParticipant,
+    responses(
+        (status = 201, description = "Added", body = Participant),
+        (status = 200, description = "Already a participant", body = Participant),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 413, response = Problem), (status = 415, response = Problem),
+        (status = 422, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [], "bearer" = [])),
+)]
 pub async fn add(
     caller: UserCaller,
     State(state): State<AppState>,
     PathParams(session_id): PathParams<Uuid>,
     JsonBody(body): JsonBody<AddParticipant>,
 ) -> Result<(StatusCode, Json<Participant>), ApiError> {
+    let action = Action::AddParticipant(body.role);
+    let permitted = roles::roles_permitted(action);
     let client = state.db.client().await?;
-    let allowed = roles::roles_that_may_add(body.role);
     let outcome = participants::add(
         &client,
         session_id,
         caller.user_id,
         body.user_id,
         body.role,
-        &allowed,
+        &permitted,
     )
     .await?;
-    match outcome {
-        AddOutcome::NotVisible => Err(not_found(session_id)),
-        AddOutcome::Forbidden { caller_role } => Err(ApiError::Forbidden(format!(
-            "a session {} may not add a participant as {}",
-            caller_role.as_str(),
-            body.role.as_str()
-        ))),
-        AddOutcome::Added(p) => Ok((StatusCode::CREATED, Json(p))),
-        AddOutcome::AlreadyPresent(p) => Ok((StatusCode::OK, Json(p))),
-    }
+    let doing = format!("add a participant as {}", body.role.as_str());
+    let added = settle(
+        outcome,
+        session_id,
+        |role| roles::permits(role, action),
+        &doing,
+        || super::sessions::not_found(session_id),
+    )?;
+    let status = if added.inserted {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(added.participant)))
 }
 
-#[derive(Debug, Serialize)]
-pub struct ParticipantList {
-    session_id: Uuid,
-    participants: Vec<Participant>,
-}
-
-/// `GET /api/sessions/{session_id}/participants`: ordered by `joined_at`,
-/// then `user_id`. 404 unless the caller participates.
+/// All participants, ordered by `joined_at`, then `user_id`.
+#[utoipa::path(
+    get, path = "/api/sessions/{session_id}/participants", operation_id = "list-participants",
+    tag = "participants",
+    params(("session_id" = Uuid, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The participants", body = ParticipantList),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 503, response = Problem),
+    ),
+    security(("api_key" = [], "bearer" = [])),
+)]
 pub async fn list(
     caller: UserCaller,
     State(state): State<AppState>,
@@ -70,9 +115,93 @@ pub async fn list(
     let client = state.db.client().await?;
     let participants = participants::list(&client, session_id, caller.user_id)
         .await?
-        .ok_or_else(|| not_found(session_id))?;
+        .ok_or_else(|| super::sessions::not_found(session_id))?;
     Ok(Json(ParticipantList {
         session_id,
         participants,
     }))
+}
+
+/// Changes a participant's role. Owners only; demoting the last owner is a
+/// 409.
+#[utoipa::path(
+    patch, path = "/api/sessions/{session_id}/participants/{user_id}",
+    operation_id = "update-participant", tag = "participants",
+    params(
+        ("session_id" = Uuid, Path, description = "The session's id"),
+        ("user_id" = Uuid, Path, description = "The participant's user id"),
+    ),
+    request_body = UpdateParticipant,
+    responses(
+        (status = 200, description = "Updated", body = Participant),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 413, response = Problem), (status = 415, response = Problem),
+        (status = 422, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [], "bearer" = [])),
+)]
+pub async fn update(
+    caller: UserCaller,
+    State(state): State<AppState>,
+    PathParams((session_id, user_id)): PathParams<(Uuid, Uuid)>,
+    JsonBody(body): JsonBody<UpdateParticipant>,
+) -> Result<Json<Participant>, ApiError> {
+    let permitted = roles::roles_permitted(Action::ChangeRole);
+    let client = state.db.client().await?;
+    let outcome = participants::update_role(
+        &client,
+        session_id,
+        caller.user_id,
+        user_id,
+        body.role,
+        &permitted,
+    )
+    .await?;
+    settle(
+        outcome,
+        session_id,
+        |role| roles::permits(role, Action::ChangeRole),
+        "change roles",
+        || not_a_participant(user_id),
+    )
+    .map(Json)
+}
+
+/// Removes a participant. Owners remove anyone; anyone may remove
+/// themself. Removing the last owner is a 409.
+#[utoipa::path(
+    delete, path = "/api/sessions/{session_id}/participants/{user_id}",
+    operation_id = "remove-participant", tag = "participants",
+    params(
+        ("session_id" = Uuid, Path, description = "The session's id"),
+        ("user_id" = Uuid, Path, description = "The participant's user id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ),
+    security(("api_key" = [], "bearer" = [])),
+)]
+pub async fn remove(
+    caller: UserCaller,
+    State(state): State<AppState>,
+    PathParams((session_id, user_id)): PathParams<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let permitted = roles::roles_permitted(Action::RemoveParticipant);
+    let client = state.db.client().await?;
+    let outcome =
+        participants::remove(&client, session_id, caller.user_id, user_id, &permitted).await?;
+    settle(
+        outcome,
+        session_id,
+        |role| roles::permits(role, Action::RemoveParticipant) || user_id == caller.user_id,
+        "remove other participants",
+        || not_a_participant(user_id),
+    )?;
+    Ok(StatusCode::NO_CONTENT)
 }

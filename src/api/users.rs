@@ -3,16 +3,15 @@
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::cursor;
 use super::extract::{PathParams, QueryParams};
 use crate::auth::UserCaller;
-use crate::db::participants::{self, UserSession};
-use crate::error::ApiError;
+use crate::db::participants::{self, UserSession, UserSessionsAfter};
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
-
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 100;
 
 /// `me` or a user id, as the `{user_id}` path segment.
 #[derive(Debug, Deserialize)]
@@ -31,25 +30,46 @@ impl TryFrom<String> for UserRef {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserSessions {
     user_id: Uuid,
     sessions: Vec<UserSession>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
 }
 
-/// `GET /api/users/{user_id}/sessions`: the sessions the caller participates
-/// in, most recently active first; never transcripts. Only for oneself (403).
+/// The sessions the caller participates in, most recently active first
+/// (never-active last), a page at a time; never transcripts. Only one's own.
+#[utoipa::path(
+    get, path = "/api/users/{user_id}/sessions", operation_id = "list-user-sessions", tag = "users",
+    params(
+        ("user_id" = String, Path, description = "`me` or the caller's own user id"),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of sessions", body = UserSessions),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 422, response = Problem),
+        (status = 503, response = Problem),
+    ),
+    security(("api_key" = [], "bearer" = [])),
+)]
 pub async fn sessions(
     caller: UserCaller,
     State(state): State<AppState>,
     PathParams(user): PathParams<UserRef>,
-    QueryParams(query): QueryParams<ListQuery>,
+    QueryParams(query): QueryParams<PageQuery>,
 ) -> Result<Json<UserSessions>, ApiError> {
     let user_id = user.0.unwrap_or(caller.user_id);
     if user_id != caller.user_id {
@@ -57,13 +77,18 @@ pub async fn sessions(
             "a user may only list their own sessions".to_owned(),
         ));
     }
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::Validation(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = cursor::limit(query.limit)?;
+    let after: Option<UserSessionsAfter> =
+        query.cursor.as_deref().map(cursor::decode).transpose()?;
     let client = state.db.client().await?;
-    let sessions = participants::sessions_of_user(&client, user_id, limit).await?;
-    Ok(Json(UserSessions { user_id, sessions }))
+    let rows = participants::sessions_of_user(&client, user_id, after.as_ref(), limit + 1).await?;
+    let (sessions, next_cursor) = cursor::page(rows, limit, |s: &UserSession| UserSessionsAfter {
+        last_active_at: s.last_active_at,
+        session_id: s.session_id,
+    });
+    Ok(Json(UserSessions {
+        user_id,
+        sessions,
+        next_cursor,
+    }))
 }

@@ -2,11 +2,13 @@
 //! handlers never re-validate ("parse, don't validate"). Each is
 //! deserialized through `TryFrom<String>`, so a failure names the field.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
 
 /// `^[a-z0-9-]{3,100}$`: safe in URLs, logs and as a primary key.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String")]
+#[schema(value_type = String, pattern = "^[a-z0-9-]{3,100}$", example = "web-app")]
 pub struct AppId(String);
 
 impl TryFrom<String> for AppId {
@@ -31,8 +33,9 @@ impl AppId {
 }
 
 /// A display name: 1 to 255 characters (the column is VARCHAR(255)), not blank.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String")]
+#[schema(value_type = String, min_length = 1, max_length = 255, pattern = "\\S")]
 pub struct Name(String);
 
 impl TryFrom<String> for Name {
@@ -55,8 +58,9 @@ impl Name {
 }
 
 /// Non-empty text that parses as YAML.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String")]
+#[schema(value_type = String, min_length = 1, pattern = "\\S", example = "model: gpt\n")]
 pub struct YamlText(String);
 
 impl TryFrom<String> for YamlText {
@@ -82,6 +86,14 @@ impl YamlText {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// For nullable fields of a partial update: absent is `None`, `null` is
+/// `Some(None)`, a value is `Some(Some(value))`.
+pub fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[cfg(test)]

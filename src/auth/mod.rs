@@ -28,6 +28,23 @@ pub struct AppCaller {
     pub app_id: String,
 }
 
+/// An active application, or the admin (config writes accept either).
+#[derive(Debug)]
+pub enum AppOrAdmin {
+    Admin,
+    App(String),
+}
+
+impl AppOrAdmin {
+    /// The application to limit a write to; `None` for the admin.
+    pub fn app_id(&self) -> Option<&str> {
+        match self {
+            AppOrAdmin::Admin => None,
+            AppOrAdmin::App(id) => Some(id),
+        }
+    }
+}
+
 /// An active application acting for a user.
 #[derive(Debug)]
 pub struct UserCaller {
@@ -110,6 +127,19 @@ impl FromRequestParts<AppState> for AppCaller {
         Ok(AppCaller {
             app_id: application_for_key(state, key).await?,
         })
+    }
+}
+
+impl FromRequestParts<AppState> for AppOrAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match api_key(parts)? {
+            Some(key) if is_admin_key(state, key) => Ok(AppOrAdmin::Admin),
+            _ => Ok(AppOrAdmin::App(
+                AppCaller::from_request_parts(parts, state).await?.app_id,
+            )),
+        }
     }
 }
 

@@ -1,21 +1,39 @@
 //! `applications`: the API clients, each authenticated by a hashed key.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Client;
+use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use serde_json::Value;
+use tokio_postgres::Row;
+use utoipa::ToSchema;
 
 use super::DbError;
 
+const COLUMNS: &str = "app_id, app_name, is_active, settings, created_at, updated_at";
+
 /// An application as the admin sees it; never its key or key hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Application {
     pub app_id: String,
     pub app_name: String,
     pub is_active: bool,
+    #[schema(value_type = Object)]
     pub settings: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Row> for Application {
+    fn from(row: &Row) -> Self {
+        Self {
+            app_id: row.get("app_id"),
+            app_name: row.get("app_name"),
+            is_active: row.get("is_active"),
+            settings: row.get::<_, Option<Value>>("settings").unwrap_or_default(),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+        }
+    }
 }
 
 /// What authentication needs to know about a presented key.
@@ -26,36 +44,29 @@ pub struct KeyOwner {
 
 /// Inserts a new application; `Ok(None)` when `app_id` is taken.
 pub async fn insert(
-    client: &Client,
+    client: &impl GenericClient,
     app_id: &str,
     app_name: &str,
     api_key_hash: &str,
     settings: &Value,
 ) -> Result<Option<Application>, DbError> {
     let stmt = client
-        .prepare_cached(
+        .prepare_cached(&format!(
             "INSERT INTO applications (app_id, app_name, api_key_hash, settings)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (app_id) DO NOTHING
-             RETURNING app_id, app_name, is_active, settings, created_at, updated_at",
-        )
+             RETURNING {COLUMNS}"
+        ))
         .await?;
     let row = client
         .query_opt(&stmt, &[&app_id, &app_name, &api_key_hash, settings])
         .await?;
-    Ok(row.map(|row| Application {
-        app_id: row.get("app_id"),
-        app_name: row.get("app_name"),
-        is_active: row.get("is_active"),
-        settings: row.get::<_, Option<Value>>("settings").unwrap_or_default(),
-        created_at: row.get("created_at"),
-        updated_at: row.get("updated_at"),
-    }))
+    Ok(row.as_ref().map(Application::from))
 }
 
 /// The application holding the key with this SHA-256 hash, if any.
 pub async fn find_by_key_hash(
-    client: &Client,
+    client: &impl GenericClient,
     api_key_hash: &str,
 ) -> Result<Option<KeyOwner>, DbError> {
     let stmt = client
@@ -66,4 +77,95 @@ pub async fn find_by_key_hash(
         app_id: row.get("app_id"),
         is_active: row.get("is_active"),
     }))
+}
+
+/// All applications, oldest first (there are few: one per client product).
+pub async fn list(client: &impl GenericClient) -> Result<Vec<Application>, DbError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM applications ORDER BY created_at, app_id"
+        ))
+        .await?;
+    Ok(client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(Application::from)
+        .collect())
+}
+
+pub async fn get(
+    client: &impl GenericClient,
+    app_id: &str,
+) -> Result<Option<Application>, DbError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM applications WHERE app_id = $1"
+        ))
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&app_id])
+        .await?
+        .as_ref()
+        .map(Application::from))
+}
+
+/// A partial update; `None` leaves a field unchanged.
+pub struct ApplicationChanges<'a> {
+    pub app_name: Option<&'a str>,
+    pub is_active: Option<bool>,
+    pub settings: Option<&'a Value>,
+}
+
+pub async fn update(
+    client: &impl GenericClient,
+    app_id: &str,
+    changes: &ApplicationChanges<'_>,
+) -> Result<Option<Application>, DbError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "UPDATE applications
+             SET app_name = COALESCE($2, app_name),
+                 is_active = COALESCE($3, is_active),
+                 settings = COALESCE($4::jsonb, settings)
+             WHERE app_id = $1
+             RETURNING {COLUMNS}"
+        ))
+        .await?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &app_id,
+                &changes.app_name,
+                &changes.is_active,
+                &changes.settings,
+            ],
+        )
+        .await?;
+    Ok(row.as_ref().map(Application::from))
+}
+
+/// Replaces the key hash: the old key stops working with this statement.
+pub async fn rotate_key(
+    client: &impl GenericClient,
+    app_id: &str,
+    api_key_hash: &str,
+) -> Result<Option<Application>, DbError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "UPDATE applications SET api_key_hash = $2 WHERE app_id = $1 RETURNING {COLUMNS}"
+        ))
+        .await?;
+    let row = client.query_opt(&stmt, &[&app_id, &api_key_hash]).await?;
+    Ok(row.as_ref().map(Application::from))
+}
+
+/// Deletes the application; `false` when there was none. Its configs and
+/// sessions stay (they belong to users); its key stops working.
+pub async fn delete(client: &impl GenericClient, app_id: &str) -> Result<bool, DbError> {
+    let stmt = client
+        .prepare_cached("DELETE FROM applications WHERE app_id = $1")
+        .await?;
+    Ok(client.execute(&stmt, &[&app_id]).await? > 0)
 }

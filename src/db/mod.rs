@@ -3,6 +3,7 @@
 
 pub mod applications;
 pub mod configs;
+pub mod idempotency;
 pub mod migrate;
 pub mod participants;
 pub mod sessions;
@@ -14,6 +15,9 @@ use tokio_postgres::error::SqlState;
 
 use crate::settings::DatabaseSettings;
 
+/// Raised by the `ensure_session_keeps_an_owner` trigger.
+const LAST_OWNER_SQLSTATE: &str = "AM001";
+
 /// Why a storage call failed, in the terms the HTTP layer needs.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -23,6 +27,9 @@ pub enum DbError {
     /// A unique constraint rejected the write (its name is kept for mapping).
     #[error("unique constraint {0} violated")]
     UniqueViolation(String),
+    /// The write would leave a session without an owner (migration V7).
+    #[error("a session must keep at least one owner")]
+    LastOwner,
     #[error("database error: {0}")]
     Other(String),
 }
@@ -36,6 +43,9 @@ impl From<tokio_postgres::Error> for DbError {
         // tokio-postgres' own Display says only "db error"; keep the server's words.
         let message = format!("{} ({})", db.message(), db.code().code());
         let code = db.code();
+        if code.code() == LAST_OWNER_SQLSTATE {
+            return Self::LastOwner;
+        }
         if *code == SqlState::UNIQUE_VIOLATION {
             return Self::UniqueViolation(db.constraint().unwrap_or_default().to_owned());
         }
@@ -172,4 +182,34 @@ fn warm_up(pool: Pool, count: usize) {
             }
         }
     });
+}
+
+/// The outcome of an operation guarded by the caller's role in a session.
+#[derive(Debug)]
+pub enum Guarded<T> {
+    /// The caller does not participate, or the session does not exist: the
+    /// API reports both as "not found".
+    NotVisible,
+    /// The caller participates with `role`. `done` is `None` when the role
+    /// is not permitted, or when the target of the operation is missing.
+    Seen {
+        role: crate::roles::Role,
+        done: Option<T>,
+    },
+}
+
+impl<T> Guarded<T> {
+    /// Reads the `caller_role` column, then the result with `done`.
+    fn from_row(
+        row: Option<tokio_postgres::Row>,
+        done: impl FnOnce(&tokio_postgres::Row) -> Result<Option<T>, DbError>,
+    ) -> Result<Self, DbError> {
+        let Some(row) = row else {
+            return Ok(Self::NotVisible);
+        };
+        Ok(Self::Seen {
+            role: crate::roles::Role::from_db(row.get("caller_role"))?,
+            done: done(&row)?,
+        })
+    }
 }

@@ -1,22 +1,25 @@
 //! `session_participants`: who may see a session, and in which role.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Client;
+use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Row;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::DbError;
+use super::{DbError, Guarded};
 use crate::roles::Role;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Participant {
     pub session_id: Uuid,
     pub user_id: Uuid,
     pub role: Role,
     pub joined_at: DateTime<Utc>,
+    /// Last write by this participant; `null` if they never acted.
     pub last_active_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Object)]
     pub permissions: Value,
 }
 
@@ -36,30 +39,34 @@ impl TryFrom<&Row> for Participant {
     }
 }
 
-pub enum AddOutcome {
-    /// The caller does not participate in the session (or it does not exist).
-    NotVisible,
-    /// The caller participates, but its role may not grant the requested one.
-    Forbidden {
-        caller_role: Role,
-    },
-    Added(Participant),
-    /// Already a participant: unchanged but for `last_active_at`.
-    AlreadyPresent(Participant),
+/// Reads the participant columns of a guarded statement's row, if present.
+fn done_participant(row: &Row) -> Result<Option<Participant>, DbError> {
+    match row.get::<_, Option<Uuid>>("user_id") {
+        None => Ok(None),
+        Some(_) => Participant::try_from(row).map(Some),
+    }
 }
 
-/// Adds `user_id` with `role`, provided the caller's role is one of
-/// `allowed_caller_roles` (decided by `roles`). The permission check, the
-/// `users` row and the upsert run as one statement, so concurrent adds of the
-/// same user cannot both insert.
+/// What add-participant did.
+#[derive(Debug)]
+pub struct Added {
+    pub participant: Participant,
+    /// `false` when the user was already a participant (only
+    /// `last_active_at` changed).
+    pub inserted: bool,
+}
+
+/// Adds `user_id` with `role` if the caller's role is in `permitted`. The
+/// check, the `users` row and the upsert are one statement, so concurrent
+/// adds of the same user cannot both insert.
 pub async fn add(
-    client: &Client,
+    client: &impl GenericClient,
     session_id: Uuid,
     caller: Uuid,
     user_id: Uuid,
     role: Role,
-    allowed_caller_roles: &[&str],
-) -> Result<AddOutcome, DbError> {
+    permitted: &[&str],
+) -> Result<Guarded<Added>, DbError> {
     let stmt = client
         .prepare_cached(
             "WITH caller AS (
@@ -83,29 +90,20 @@ pub async fn add(
     let row = client
         .query_opt(
             &stmt,
-            &[
-                &session_id,
-                &caller,
-                &user_id,
-                &role.as_str(),
-                &allowed_caller_roles,
-            ],
+            &[&session_id, &caller, &user_id, &role.as_str(), &permitted],
         )
         .await?;
-    let Some(row) = row else {
-        return Ok(AddOutcome::NotVisible);
-    };
-    let caller_role = Role::from_db(row.get("caller_role"))?;
-    match row.get::<_, Option<bool>>("inserted") {
-        None => Ok(AddOutcome::Forbidden { caller_role }),
-        Some(true) => Ok(AddOutcome::Added(Participant::try_from(&row)?)),
-        Some(false) => Ok(AddOutcome::AlreadyPresent(Participant::try_from(&row)?)),
-    }
+    Guarded::from_row(row, |row| {
+        Ok(done_participant(row)?.map(|participant| Added {
+            participant,
+            inserted: row.get("inserted"),
+        }))
+    })
 }
 
 /// All participants, oldest first; `Ok(None)` unless `caller` is one of them.
 pub async fn list(
-    client: &Client,
+    client: &impl GenericClient,
     session_id: Uuid,
     caller: Uuid,
 ) -> Result<Option<Vec<Participant>>, DbError> {
@@ -129,9 +127,73 @@ pub async fn list(
         .map(Some)
 }
 
+/// Sets `user_id`'s role if the caller's role is in `permitted`. Demoting
+/// the last owner fails with [`DbError::LastOwner`] (a trigger enforces it).
+pub async fn update_role(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    caller: Uuid,
+    user_id: Uuid,
+    role: Role,
+    permitted: &[&str],
+) -> Result<Guarded<Participant>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH caller AS (
+                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
+             ), updated AS (
+                 UPDATE session_participants p SET role = $4
+                 FROM caller
+                 WHERE p.session_id = $1 AND p.user_id = $3 AND caller.role = ANY($5::text[])
+                 RETURNING p.*
+             )
+             SELECT caller.role AS caller_role, updated.*
+             FROM caller LEFT JOIN updated ON true",
+        )
+        .await?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[&session_id, &caller, &user_id, &role.as_str(), &permitted],
+        )
+        .await?;
+    Guarded::from_row(row, done_participant)
+}
+
+/// Removes `user_id` if the caller's role is in `permitted` or the caller
+/// removes themself. Removing the last owner fails with [`DbError::LastOwner`].
+pub async fn remove(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    caller: Uuid,
+    user_id: Uuid,
+    permitted: &[&str],
+) -> Result<Guarded<()>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH caller AS (
+                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
+             ), removed AS (
+                 DELETE FROM session_participants p USING caller
+                 WHERE p.session_id = $1 AND p.user_id = $3
+                   AND (caller.role = ANY($4::text[]) OR p.user_id = $2)
+                 RETURNING p.user_id
+             )
+             SELECT caller.role AS caller_role, removed.user_id
+             FROM caller LEFT JOIN removed ON true",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&session_id, &caller, &user_id, &permitted])
+        .await?;
+    Guarded::from_row(row, |row| {
+        Ok(row.get::<_, Option<Uuid>>("user_id").map(|_| ()))
+    })
+}
+
 /// One row of a user's session list: the session without its transcript,
 /// plus the user's participation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserSession {
     pub session_id: Uuid,
     pub config_id: Uuid,
@@ -141,30 +203,65 @@ pub struct UserSession {
     pub joined_at: DateTime<Utc>,
     pub last_active_at: Option<DateTime<Utc>>,
     pub message_count: i32,
+    #[schema(value_type = Object)]
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-/// The sessions `user_id` participates in, most recently active first
-/// (never-active last), ties broken by id.
+/// Where the previous page of a user's sessions ended.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct UserSessionsAfter {
+    pub last_active_at: Option<DateTime<Utc>>,
+    pub session_id: Uuid,
+}
+
+/// A page of the sessions `user_id` participates in, most recently active
+/// first (never active last), ties by id. Both statements read the
+/// `idx_session_participants_user_activity` index in order from the cursor.
 pub async fn sessions_of_user(
-    client: &Client,
+    client: &impl GenericClient,
     user_id: Uuid,
+    after: Option<&UserSessionsAfter>,
     limit: i64,
 ) -> Result<Vec<UserSession>, DbError> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT s.session_id, s.config_id, s.owner_user_id, s.status, p.role, p.joined_at,
-                    p.last_active_at, s.message_count, s.metadata, s.created_at, s.updated_at
-             FROM session_participants p
-             JOIN sessions s ON s.session_id = p.session_id
-             WHERE p.user_id = $1
-             ORDER BY p.last_active_at DESC NULLS LAST, p.session_id
-             LIMIT $2",
-        )
-        .await?;
-    let rows = client.query(&stmt, &[&user_id, &limit]).await?;
+    const COLUMNS: &str = "SELECT s.session_id, s.config_id, s.owner_user_id, s.status, p.role,
+                p.joined_at, p.last_active_at, s.message_count, s.metadata, s.created_at,
+                s.updated_at
+         FROM session_participants p
+         JOIN sessions s ON s.session_id = p.session_id";
+    const ORDER: &str =
+        "ORDER BY COALESCE(p.last_active_at, '-infinity'::timestamptz) DESC, p.session_id";
+    let rows = match after {
+        None => {
+            let stmt = client
+                .prepare_cached(&format!("{COLUMNS} WHERE p.user_id = $1 {ORDER} LIMIT $2"))
+                .await?;
+            client.query(&stmt, &[&user_id, &limit]).await?
+        }
+        Some(after) => {
+            // The first condition is the index range start; the second
+            // skips the rows of the previous page that share its sort value.
+            let stmt = client
+                .prepare_cached(&format!(
+                    "{COLUMNS}
+                     WHERE p.user_id = $1
+                       AND COALESCE(p.last_active_at, '-infinity'::timestamptz)
+                           <= COALESCE($2::timestamptz, '-infinity'::timestamptz)
+                       AND (COALESCE(p.last_active_at, '-infinity'::timestamptz)
+                            < COALESCE($2::timestamptz, '-infinity'::timestamptz)
+                            OR p.session_id > $3)
+                     {ORDER} LIMIT $4"
+                ))
+                .await?;
+            client
+                .query(
+                    &stmt,
+                    &[&user_id, &after.last_active_at, &after.session_id, &limit],
+                )
+                .await?
+        }
+    };
     rows.iter()
         .map(|row| {
             Ok(UserSession {

@@ -1,30 +1,37 @@
-//! `sessions` (and the rows a session creation writes with it).
+//! `sessions` (and the rows a session creation writes with it). Every
+//! statement checks the caller's participation itself, so a permission
+//! check and the write it guards are one atomic round trip.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Client;
+use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use serde_json::Value;
+use tokio_postgres::Row;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::DbError;
+use super::{DbError, Guarded};
 use crate::roles::Role;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Session {
     pub session_id: Uuid,
     pub config_id: Uuid,
     pub owner_user_id: Option<Uuid>,
     pub created_by_app_id: Option<String>,
+    /// `active`, `completed`, `failed` or `cancelled`.
     pub status: String,
+    /// Number of entries in the transcript.
     pub message_count: i32,
+    #[schema(value_type = Object)]
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_accessed_at: Option<DateTime<Utc>>,
 }
 
-impl From<&tokio_postgres::Row> for Session {
-    fn from(row: &tokio_postgres::Row) -> Self {
+impl From<&Row> for Session {
+    fn from(row: &Row) -> Self {
         Self {
             session_id: row.get("session_id"),
             config_id: row.get("config_id"),
@@ -41,10 +48,12 @@ impl From<&tokio_postgres::Row> for Session {
 }
 
 /// A session as one of its participants reads it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
     #[serde(flatten)]
     pub session: Session,
+    /// The messages appended so far, oldest first.
+    #[schema(value_type = Vec<Object>)]
     pub transcript: Value,
     /// The caller's role in this session.
     pub role: Role,
@@ -54,7 +63,7 @@ pub struct SessionView {
 /// owner's `users` row, in one statement (one round trip, atomic).
 /// `Ok(None)` when `config_id` does not exist.
 pub async fn create(
-    client: &Client,
+    client: &impl GenericClient,
     config_id: Uuid,
     owner: Uuid,
     app_id: &str,
@@ -91,7 +100,7 @@ pub async fn create(
 /// access; `Ok(None)` when the caller does not participate (or it does not
 /// exist: the two are deliberately indistinguishable).
 pub async fn read(
-    client: &Client,
+    client: &impl GenericClient,
     session_id: Uuid,
     user_id: Uuid,
     app_id: &str,
@@ -119,4 +128,120 @@ pub async fn read(
         transcript: row.get("transcript"),
         role: Role::from_db(row.get("caller_role"))?,
     }))
+}
+
+/// What update-session may change; `None` leaves a field as it is.
+pub struct SessionChanges<'a> {
+    pub status: Option<&'a str>,
+    pub metadata: Option<&'a Value>,
+}
+
+/// Applies `changes` if the caller's role is in `permitted`, and marks the
+/// caller active.
+pub async fn update(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    caller: Uuid,
+    permitted: &[&str],
+    changes: &SessionChanges<'_>,
+) -> Result<Guarded<Session>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH caller AS (
+                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
+             ), updated AS (
+                 UPDATE sessions s
+                 SET status = COALESCE($4::varchar, s.status),
+                     metadata = COALESCE($5::jsonb, s.metadata)
+                 FROM caller
+                 WHERE s.session_id = $1 AND caller.role = ANY($3::text[])
+                 RETURNING s.*
+             ), active AS (
+                 UPDATE session_participants SET last_active_at = now()
+                 WHERE session_id = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM updated)
+             )
+             SELECT caller.role AS caller_role, updated.*
+             FROM caller LEFT JOIN updated ON true",
+        )
+        .await?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &session_id,
+                &caller,
+                &permitted,
+                &changes.status,
+                &changes.metadata,
+            ],
+        )
+        .await?;
+    Guarded::from_row(row, |row| {
+        let done: Option<Uuid> = row.get("session_id");
+        Ok(done.map(|_| Session::from(row)))
+    })
+}
+
+/// Deletes the session (participants cascade) if the caller's role is in
+/// `permitted`.
+pub async fn delete(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    caller: Uuid,
+    permitted: &[&str],
+) -> Result<Guarded<()>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH caller AS (
+                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
+             ), deleted AS (
+                 DELETE FROM sessions s USING caller
+                 WHERE s.session_id = $1 AND caller.role = ANY($3::text[])
+                 RETURNING s.session_id
+             )
+             SELECT caller.role AS caller_role, deleted.session_id
+             FROM caller LEFT JOIN deleted ON true",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&session_id, &caller, &permitted])
+        .await?;
+    Guarded::from_row(row, |row| {
+        Ok(row.get::<_, Option<Uuid>>("session_id").map(|_| ()))
+    })
+}
+
+/// Appends `messages` (a JSON array) to the transcript in place: the row
+/// lock of the UPDATE serializes concurrent appends, and each sees the
+/// transcript the previous one left, so none is lost. Returns the new count.
+pub async fn append_messages(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    caller: Uuid,
+    permitted: &[&str],
+    messages: &Value,
+) -> Result<Guarded<i32>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH caller AS (
+                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
+             ), appended AS (
+                 UPDATE sessions s
+                 SET transcript = s.transcript || $4::jsonb,
+                     message_count = jsonb_array_length(s.transcript) + jsonb_array_length($4::jsonb)
+                 FROM caller
+                 WHERE s.session_id = $1 AND caller.role = ANY($3::text[])
+                 RETURNING s.message_count
+             ), active AS (
+                 UPDATE session_participants SET last_active_at = now()
+                 WHERE session_id = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM appended)
+             )
+             SELECT caller.role AS caller_role, appended.message_count
+             FROM caller LEFT JOIN appended ON true",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&session_id, &caller, &permitted, messages])
+        .await?;
+    Guarded::from_row(row, |row| Ok(row.get("message_count")))
 }

@@ -1,9 +1,9 @@
-//! The hosting contract: `functions/*/function.json` and `host.json` agree
-//! with the router, both ways.
+//! The hosting contract: the router, `functions/*/function.json` and the
+//! served OpenAPI document list the same functions, each way.
 
 use std::collections::BTreeSet;
 
-use amplifier_sessions::api::FUNCTIONS;
+use amplifier_sessions::api;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -48,20 +48,61 @@ fn declared_functions() -> BTreeSet<(String, String, String)> {
     declared
 }
 
+type Entry = (String, String, String);
+
+fn routed() -> BTreeSet<Entry> {
+    api::functions()
+        .into_iter()
+        .map(|f| (f.name, f.method.to_owned(), f.path))
+        .collect()
+}
+
+fn assert_same(a_name: &str, a: &BTreeSet<Entry>, b_name: &str, b: &BTreeSet<Entry>) {
+    let only_a: Vec<_> = a.difference(b).collect();
+    let only_b: Vec<_> = b.difference(a).collect();
+    assert!(
+        only_a.is_empty(),
+        "in {a_name} but not in {b_name}: {only_a:?}"
+    );
+    assert!(
+        only_b.is_empty(),
+        "in {b_name} but not in {a_name}: {only_b:?}"
+    );
+}
+
 #[test]
 fn function_json_files_match_the_router_both_ways() {
-    let routed: BTreeSet<(String, String, String)> = FUNCTIONS
-        .iter()
-        .map(|f| (f.name.to_owned(), f.method.to_owned(), f.path.to_owned()))
-        .collect();
-    let declared = declared_functions();
-    let missing: Vec<_> = routed.difference(&declared).collect();
-    let extra: Vec<_> = declared.difference(&routed).collect();
+    assert_same("the router", &routed(), "functions/", &declared_functions());
+}
+
+/// The document clients download lists exactly the functions.
+#[tokio::test]
+async fn the_served_openapi_document_lists_every_function() {
+    let app = spawn_app().await;
+    let doc = expect_status(
+        app.get("/api/openapi.json").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert!(
-        missing.is_empty(),
-        "routed but no function.json: {missing:?}"
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
     );
-    assert!(extra.is_empty(), "function.json but not routed: {extra:?}");
+    let mut served = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                let name = operation["operationId"].as_str().unwrap().to_owned();
+                served.insert((name, method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert_same("openapi.json", &served, "functions/", &declared_functions());
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
 
 #[test]
@@ -83,12 +124,13 @@ fn host_json_configures_the_custom_handler() {
 #[tokio::test]
 async fn the_router_serves_every_function() {
     let app = spawn_app().await;
-    for f in FUNCTIONS {
+    for f in api::functions() {
         let path = f
             .path
             .replace("{config_id}", "00000000-0000-0000-0000-000000000000")
             .replace("{session_id}", "00000000-0000-0000-0000-000000000000")
-            .replace("{user_id}", "me");
+            .replace("{user_id}", "me")
+            .replace("{app_id}", "some-app");
         let method = Method::from_bytes(f.method.as_bytes()).unwrap();
         let response = app
             .http

@@ -1,0 +1,104 @@
+//! `idempotency_keys`: the first successful response to a request carrying
+//! an `Idempotency-Key`, kept for 24 hours. Used inside the transaction of
+//! the write it protects, so the write and its record commit together.
+
+use deadpool_postgres::GenericClient;
+
+use super::DbError;
+
+/// The response recorded for a key.
+#[derive(Debug)]
+pub struct Recorded {
+    pub status: u16,
+    pub body: String,
+    pub location: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Claim {
+    /// The key is ours: do the work, then [`record`] its response.
+    Claimed,
+    /// The same request was already answered: send this again.
+    Replay(Recorded),
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// Claims `key` for this request. A concurrent claim of the same key waits
+/// here until the first transaction ends, then sees its recorded response.
+pub async fn claim(
+    client: &impl GenericClient,
+    app_id: &str,
+    key: &str,
+    request_hash: &str,
+) -> Result<Claim, DbError> {
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (app_id, idempotency_key, request_hash)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (app_id, idempotency_key) DO UPDATE
+             SET request_hash = EXCLUDED.request_hash, created_at = now(),
+                 response_status = NULL, response_body = NULL, response_location = NULL
+             WHERE idempotency_keys.created_at < now() - interval '24 hours'
+             RETURNING 1",
+        )
+        .await?;
+    if client
+        .query_opt(&insert, &[&app_id, &key, &request_hash])
+        .await?
+        .is_some()
+    {
+        return Ok(Claim::Claimed);
+    }
+    let select = client
+        .prepare_cached(
+            "SELECT request_hash, response_status, response_body, response_location
+             FROM idempotency_keys WHERE app_id = $1 AND idempotency_key = $2",
+        )
+        .await?;
+    let row = client.query_one(&select, &[&app_id, &key]).await?;
+    if row.get::<_, String>("request_hash") != request_hash {
+        return Ok(Claim::Mismatch);
+    }
+    let status: Option<i16> = row.get("response_status");
+    let body: Option<String> = row.get("response_body");
+    match (status, body) {
+        (Some(status), Some(body)) => Ok(Claim::Replay(Recorded {
+            status: status as u16,
+            body,
+            location: row.get("response_location"),
+        })),
+        // Only committed with a response; anything else is a data fault.
+        _ => Err(DbError::Other(
+            "idempotency key recorded without a response".to_owned(),
+        )),
+    }
+}
+
+pub async fn record(
+    client: &impl GenericClient,
+    app_id: &str,
+    key: &str,
+    response: &Recorded,
+) -> Result<(), DbError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE idempotency_keys
+             SET response_status = $3, response_body = $4, response_location = $5
+             WHERE app_id = $1 AND idempotency_key = $2",
+        )
+        .await?;
+    client
+        .execute(
+            &stmt,
+            &[
+                &app_id,
+                &key,
+                &(response.status as i16),
+                &response.body,
+                &response.location,
+            ],
+        )
+        .await?;
+    Ok(())
+}
