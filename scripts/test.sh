@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/install-deps.sh
+
 dir=$(mktemp -d /tmp/amplifier-test-pg.XXXXXX)
 chmod 755 "$dir"
 cleanup() { scripts/local-pg.sh stop "$dir" || true; rm -rf "$dir"; }

@@ -2,14 +2,22 @@
 //! server (started by `scripts/test.sh`, URL in `TEST_DATABASE_URL`), with a
 //! fresh database per test.
 
+mod app_admin;
 mod applications;
 mod auth;
+mod config_writes;
 mod configs;
+mod docs;
 mod errors;
 mod faults;
 mod functions;
 mod health;
 mod helpers;
+mod idempotency;
+mod lifecycle;
+mod matrix;
+mod owners;
+mod pagination;
 mod participants;
 mod process;
 mod sessions;
