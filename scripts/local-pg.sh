@@ -2,7 +2,8 @@
 # A throwaway PostgreSQL server from the locally installed binaries, for
 # development and tests on machines without Docker.
 #
-#   local-pg.sh start DIR PORT [--ssl] [--fast]   create (if new) and start a cluster in DIR
+#   local-pg.sh start DIR PORT [--ssl] [--fast] [--conf NAME=VALUE]...
+#                                                 create (if new) and start a cluster in DIR
 #   local-pg.sh stop DIR                          stop it (DIR is kept)
 #   local-pg.sh free-port [FROM]                  print a free TCP port on 127.0.0.1
 #
@@ -43,13 +44,15 @@ make_certs() {
 
 start() {
   local dir=$1 port=$2; shift 2
-  local ssl=false fast=false
-  for opt in "$@"; do
-    case $opt in
+  local ssl=false fast=false extra=""
+  while [ $# -gt 0 ]; do
+    case $1 in
       --ssl) ssl=true ;;
       --fast) fast=true ;;
-      *) die "unknown option $opt" ;;
+      --conf) [ $# -ge 2 ] || die "--conf needs NAME=VALUE"; extra="$extra -c $2"; shift ;;
+      *) die "unknown option $1" ;;
     esac
+    shift
   done
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
@@ -70,6 +73,7 @@ start() {
   if $fast; then
     opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   fi
+  opts="$opts$extra"
   as_owner "$(pg_bin pg_ctl)" -D "$dir/data" -l "$dir/postgres.log" -o "$opts" -w -t 60 start >/dev/null \
     || { tail -n 20 "$dir/postgres.log" >&2; die "server did not start"; }
 }

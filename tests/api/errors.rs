@@ -85,3 +85,56 @@ async fn unknown_routes_and_methods_are_problems() {
         .unwrap();
     expect_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
 }
+
+#[tokio::test]
+async fn deeply_nested_json_is_a_clear_4xx_and_writes_nothing() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let nested = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    let body = format!(r#"{{"messages": [{{"deep": {nested}}}]}}"#);
+    let response = app
+        .as_user(
+            app.post(&format!("/api/sessions/{}/messages", f.session_id)),
+            &f.key,
+            f.owner,
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert!(status.is_client_error(), "{status}");
+    expect_problem(response, status).await;
+    assert_eq!(
+        app.scalar::<i32>("SELECT message_count FROM sessions", &[])
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn huge_strings_are_rejected_by_field_or_by_size() {
+    let app = spawn_app().await;
+    let key = app.create_application("big-app").await;
+    // Within the body limit but too long for the column.
+    let response = app
+        .post("/api/configs")
+        .header("X-API-Key", &key)
+        .json(&json!({"name": "n".repeat(100_000), "yaml_content": "a: 1"}))
+        .send()
+        .await
+        .unwrap();
+    let detail = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(detail.contains("name"), "{detail}");
+    // Over the body limit.
+    let response = app
+        .post("/api/configs")
+        .header("X-API-Key", &key)
+        .json(&json!({"name": "n", "yaml_content": format!("a: {}", "x".repeat(2 * 1024 * 1024))}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(app.count_rows("configs", None).await, 0);
+}

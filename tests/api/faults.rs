@@ -64,3 +64,175 @@ async fn a_failed_first_pool_build_is_retried() {
     let body = expect_status(app.get("/api/health").send().await.unwrap(), StatusCode::OK).await;
     assert_eq!(body["database"], "ok");
 }
+
+/// A steady create-session load while PostgreSQL stops and starts again:
+/// quick 503s while it is down, health back within 2 s, and every 201 kept
+/// with its owner.
+#[tokio::test]
+async fn a_restart_under_load_loses_no_acknowledged_session() {
+    let server = OwnServer::start(false);
+    let database_url = fresh_database(&server.url("127.0.0.1")).await;
+    let app = spawn_app_on(&database_url, &[("DATABASE_POOL_TIMEOUT_MS", "1500")]).await;
+    let key = app.create_application("load-app").await;
+    let config_id = app.create_config(&key).await;
+    let user = uuid::Uuid::new_v4();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, url, key, token, stop) = (
+                app.http.clone(),
+                app.url("/api/sessions"),
+                key.clone(),
+                app.token(user),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let (mut created, mut unavailable, mut slowest) = (Vec::new(), 0, Duration::ZERO);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let response = http
+                        .post(&url)
+                        .header("X-API-Key", &key)
+                        .bearer_auth(&token)
+                        .json(&json!({"config_id": config_id}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status();
+                    let body: serde_json::Value = response.json().await.unwrap();
+                    match status {
+                        StatusCode::CREATED => {
+                            created.push(body["session_id"].as_str().unwrap().to_owned())
+                        }
+                        StatusCode::SERVICE_UNAVAILABLE => {
+                            unavailable += 1;
+                            slowest = slowest.max(started.elapsed());
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        other => panic!("unexpected {other}: {body}"),
+                    }
+                }
+                (created, unavailable, slowest)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.resume();
+    let back = Instant::now();
+    while app.get("/api/health").send().await.unwrap().status() != StatusCode::OK {
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "health not back within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let (mut created, mut unavailable, mut slowest) = (Vec::new(), 0, Duration::ZERO);
+    for worker in workers {
+        let (c, u, s) = worker.await.unwrap();
+        created.extend(c);
+        unavailable += u;
+        slowest = slowest.max(s);
+    }
+    assert!(unavailable > 0, "the outage was seen");
+    assert!(
+        slowest < app.settings.database.pool_timeout + Duration::from_millis(500),
+        "a 503 took {slowest:?}"
+    );
+    let db = pg_connect(&database_url).await;
+    let ids: Vec<uuid::Uuid> = created.iter().map(|s| s.parse().unwrap()).collect();
+    let kept: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sessions WHERE session_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        kept as usize,
+        ids.len(),
+        "every acknowledged session exists"
+    );
+    let ownerless: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sessions s WHERE NOT EXISTS (
+                 SELECT 1 FROM session_participants p
+                 WHERE p.session_id = s.session_id AND p.role = 'owner')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ownerless, 0);
+}
+
+/// More concurrent slow requests than connections: the extra callers wait
+/// for the pool timeout and get 503; afterwards the service is fine.
+#[tokio::test]
+async fn pool_exhaustion_is_503_after_the_wait_and_recovers() {
+    let app = spawn_app_with(&[
+        ("DATABASE_POOL_MAX_SIZE", "2"),
+        ("DATABASE_POOL_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    let f = app.fixture().await;
+    // Hold the session's row lock so that reads of it (which record the
+    // access) block while holding their pooled connection.
+    let mut blocker = app.db().await;
+    let tx = blocker.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM sessions WHERE session_id = $1::text::uuid FOR UPDATE",
+        &[&f.session_id],
+    )
+    .await
+    .unwrap();
+
+    let path = format!("/api/sessions/{}", f.session_id);
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let request = app.as_user(app.get(&path), &f.key, f.owner);
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let response = request.send().await.unwrap();
+                (response.status(), started.elapsed())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    tx.rollback().await.unwrap();
+
+    let mut statuses = Vec::new();
+    for call in calls {
+        let (status, took) = call.await.unwrap();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(
+                took >= Duration::from_millis(900) && took < Duration::from_millis(1700),
+                "{took:?}"
+            );
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE
+        ],
+    );
+    let response = app
+        .as_user(app.get(&path), &f.key, f.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

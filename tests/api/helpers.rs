@@ -83,8 +83,26 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// Service logs of the whole suite go to `target/test-logs/`, at debug
+/// level, so that `scripts/test.sh` can check no secret ever reaches them.
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dir = repo_path("target/test-logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file =
+            std::fs::File::create(dir.join(format!("api-{}.log", std::process::id()))).unwrap();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(amplifier_sessions::telemetry::filter("debug"))
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 /// The app on a random port over an existing database URL.
 pub async fn spawn_app_on(database_url: &str, overrides: &[(&str, &str)]) -> TestApp {
+    init_logs();
     let mut vars = base_vars(database_url);
     for (k, v) in overrides {
         vars.insert((*k).to_owned(), (*v).to_owned());

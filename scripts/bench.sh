@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The benchmark (see docs/benchmarks.md): builds the release binary, starts a
+# throwaway PostgreSQL with pg_stat_statements and CSV statement logs, runs
+# scripts/bench.py (wrk against the service, pgbench against the same SQL,
+# cold start, memory, scale) and writes docs/benchmarks.md.
+# Environment: BENCH_DURATION (s per run, default 10), BENCH_CONNECTIONS
+# (default 16), BENCH_SCALE_SESSIONS (default 1000000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+if ! command -v wrk >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] || { echo "bench: install wrk (apt-get install wrk)" >&2; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --quiet
+
+dir=$(mktemp -d /tmp/amplifier-bench-pg.XXXXXX)
+chmod 755 "$dir"
+cleanup() { scripts/local-pg.sh stop "$dir" || true; rm -rf "$dir"; }
+trap cleanup EXIT
+port=$(scripts/local-pg.sh free-port 56432)
+scripts/local-pg.sh start "$dir" "$port" --fast \
+  --conf shared_preload_libraries=pg_stat_statements \
+  --conf pg_stat_statements.track=top \
+  --conf logging_collector=on --conf log_destination=csvlog \
+  --conf log_directory=log --conf log_parameter_max_length=-1 \
+  --conf max_wal_size=4GB
+
+python3 scripts/bench.py --pg-port "$port" --log-dir "$dir/data/log" \
+  --duration "${BENCH_DURATION:-10}" --connections "${BENCH_CONNECTIONS:-16}" \
+  --scale-sessions "${BENCH_SCALE_SESSIONS:-1000000}"
