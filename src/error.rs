@@ -152,6 +152,9 @@ impl From<DbError> for ApiError {
                 tracing::warn!(cause = %cause, "database unavailable");
                 ApiError::Unavailable
             }
+            DbError::InvalidValue(message) => {
+                ApiError::Validation(format!("a value cannot be stored: {message}"))
+            }
             DbError::LastOwner => {
                 ApiError::Conflict("a session must keep at least one owner".to_owned())
             }

@@ -21,7 +21,7 @@ pub struct CreateApplication {
     app_id: AppId,
     app_name: Name,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object)]
     settings: Map<String, Value>,
 }
 

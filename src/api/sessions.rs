@@ -27,7 +27,7 @@ const MAX_MESSAGES: usize = 100;
 pub struct CreateSession {
     config_id: Uuid,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object)]
     metadata: Map<String, Value>,
 }
 

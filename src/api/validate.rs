@@ -32,18 +32,33 @@ impl AppId {
     }
 }
 
+/// Text PostgreSQL can store and that says something: no NUL character
+/// (text columns and JSONB refuse it) and not only spaces, tabs or line
+/// breaks. "Blank" is defined by those four ASCII characters so that every
+/// JSON Schema regex engine agrees with this check (see `pattern`s below).
+fn check_text(value: &str) -> Result<(), String> {
+    if value.contains('\0') {
+        return Err("must not contain the NUL character".to_owned());
+    }
+    if value
+        .bytes()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        return Err("must not be empty or blank".to_owned());
+    }
+    Ok(())
+}
+
 /// A display name: 1 to 255 characters (the column is VARCHAR(255)), not blank.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String")]
-#[schema(value_type = String, min_length = 1, max_length = 255, pattern = "\\S")]
+#[schema(value_type = String, min_length = 1, max_length = 255, pattern = "[^ \\t\\r\\n]")]
 pub struct Name(String);
 
 impl TryFrom<String> for Name {
     type Error = String;
     fn try_from(value: String) -> Result<Self, String> {
-        if value.trim().is_empty() {
-            return Err("must not be empty".to_owned());
-        }
+        check_text(&value)?;
         if value.chars().count() > 255 {
             return Err("must be at most 255 characters".to_owned());
         }
@@ -60,25 +75,47 @@ impl Name {
 /// Non-empty text that parses as YAML.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String")]
-#[schema(value_type = String, min_length = 1, pattern = "\\S", example = "model: gpt\n")]
+#[schema(value_type = String, min_length = 1, pattern = "[^ \\t\\r\\n]", example = "model: gpt\n")]
 pub struct YamlText(String);
 
 impl TryFrom<String> for YamlText {
     type Error = String;
     fn try_from(value: String) -> Result<Self, String> {
-        if value.trim().is_empty() {
-            return Err("must not be empty".to_owned());
-        }
-        yaml_rust2::YamlLoader::load_from_str(&value).map_err(|e| {
-            let at = e.marker();
-            format!(
-                "is not valid YAML: {} at line {} column {}",
-                e.info(),
-                at.line(),
-                at.col() + 1
-            )
-        })?;
+        check_text(&value)?;
+        check_yaml(&value)?;
         Ok(Self(value))
+    }
+}
+
+/// Nesting deeper than this is refused: no real config needs it, and it
+/// bounds the work of checking a 1 MiB document.
+const MAX_YAML_DEPTH: usize = 64;
+
+/// Parses with the pull parser (whose state is a loop, not recursion, so a
+/// hostile document cannot exhaust the stack) and keeps nothing.
+fn check_yaml(text: &str) -> Result<(), String> {
+    use yaml_rust2::parser::{Event, Parser};
+    let at = |m: &yaml_rust2::scanner::Marker| format!("line {} column {}", m.line(), m.col() + 1);
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        let (event, mark) = parser
+            .next_token()
+            .map_err(|e| format!("is not valid YAML: {} at {}", e.info(), at(e.marker())))?;
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_YAML_DEPTH {
+                    return Err(format!(
+                        "nests deeper than {MAX_YAML_DEPTH} levels at {}",
+                        at(&mark)
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::StreamEnd => return Ok(()),
+            _ => {}
+        }
     }
 }
 
@@ -114,7 +151,12 @@ mod tests {
     fn names_count_characters_not_bytes() {
         assert!(Name::try_from("é".repeat(255)).is_ok());
         assert!(Name::try_from("é".repeat(256)).is_err());
-        assert!(Name::try_from("   ".to_owned()).is_err());
+        assert!(Name::try_from(" \t\r\n".to_owned()).is_err());
+        assert!(Name::try_from("a\0b".to_owned()).is_err());
+        assert!(
+            Name::try_from("\u{a0}".to_owned()).is_ok(),
+            "only ASCII blanks are blank"
+        );
     }
 
     #[test]
@@ -123,5 +165,10 @@ mod tests {
         let err = YamlText::try_from("a: 1\nb: [2, 3\n".to_owned()).unwrap_err();
         assert!(err.contains("line 3"), "{err}");
         assert!(YamlText::try_from("\n".to_owned()).is_err());
+        let deep = format!("{}x", "- ".repeat(200_000));
+        let err = YamlText::try_from(deep).unwrap_err();
+        assert!(err.contains("deeper"), "{err}");
+        let flow = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(YamlText::try_from(flow).is_err());
     }
 }

@@ -27,6 +27,10 @@ pub enum DbError {
     /// A unique constraint rejected the write (its name is kept for mapping).
     #[error("unique constraint {0} violated")]
     UniqueViolation(String),
+    /// PostgreSQL refused a value the client sent (SQLSTATE class 22, e.g.
+    /// a NUL character inside JSON).
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
     /// The write would leave a session without an owner (migration V7).
     #[error("a session must keep at least one owner")]
     LastOwner,
@@ -49,9 +53,12 @@ impl From<tokio_postgres::Error> for DbError {
         if *code == SqlState::UNIQUE_VIOLATION {
             return Self::UniqueViolation(db.constraint().unwrap_or_default().to_owned());
         }
+        let class = &code.code()[..2];
+        if class == "22" {
+            return Self::InvalidValue(db.message().to_owned());
+        }
         // Class 08 (connection exception), 28 (rejected credentials), and
         // shutdown or overload: the service cannot use its database right now.
-        let class = &code.code()[..2];
         if class == "08"
             || class == "28"
             || [

@@ -125,7 +125,9 @@ pub async fn read(
     };
     Ok(Some(SessionView {
         session: Session::from(&row),
-        transcript: row.get("transcript"),
+        transcript: row
+            .try_get("transcript")
+            .map_err(|e| DbError::Other(format!("cannot read the transcript: {e:?}")))?,
         role: Role::from_db(row.get("caller_role"))?,
     }))
 }

@@ -138,3 +138,61 @@ async fn huge_strings_are_rejected_by_field_or_by_size() {
     expect_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(app.count_rows("configs", None).await, 0);
 }
+
+/// Found by the fuzzer: numbers at the edge of f64 must survive a trip
+/// through JSONB, and NUL characters (which PostgreSQL cannot store) are a
+/// 422, not a 500.
+#[tokio::test]
+async fn extreme_numbers_round_trip_and_nul_is_a_422() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let path = format!("/api/sessions/{}/messages", f.session_id);
+    let response = app
+        .as_user(app.post(&path), &f.key, f.owner)
+        .header("content-type", "application/json")
+        .body(r#"{"messages": [{"max": 1.7976931348623157e308, "min": -1.7976931348623157e308, "tiny": 5e-324}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let session = expect_status(
+        app.as_user(
+            app.get(&format!("/api/sessions/{}", f.session_id)),
+            &f.key,
+            f.owner,
+        )
+        .send()
+        .await
+        .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(session["transcript"][0]["max"].as_f64(), Some(f64::MAX));
+    assert_eq!(session["transcript"][0]["tiny"].as_f64(), Some(5e-324));
+
+    for body in [
+        json!({"messages": [{"text": "nul \u{0} inside"}]}),
+        json!({"messages": [{"key \u{0}": 1}]}),
+    ] {
+        let response = app
+            .as_user(app.post(&path), &f.key, f.owner)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let response = app
+        .post("/api/configs")
+        .header("X-API-Key", &f.key)
+        .json(&json!({"name": "a\u{0}b", "yaml_content": "a: 1"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(
+        app.scalar::<i32>("SELECT message_count FROM sessions", &[])
+            .await,
+        1
+    );
+}
