@@ -187,6 +187,51 @@ end
 """
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    """User + system CPU time of the given processes, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / TICK
+
+
+def machine_busy_seconds():
+    """CPU time all cores spent not idle, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICK
+
+
+class CpuMeter:
+    """CPU spent while a block runs: by the whole machine, by the service,
+    and by our child tools (wrk or pgbench). PostgreSQL's share is what
+    remains (the machine runs nothing else of note)."""
+
+    def __init__(self, service_pid=None):
+        self.service_pid = service_pid
+
+    def __enter__(self):
+        self.machine0 = machine_busy_seconds()
+        self.svc0 = cpu_seconds([self.service_pid]) if self.service_pid else 0
+        self.child0 = os.times().children_user + os.times().children_system
+        return self
+
+    def __exit__(self, *exc):
+        self.machine = machine_busy_seconds() - self.machine0
+        self.svc = (cpu_seconds([self.service_pid]) - self.svc0) if self.service_pid else 0
+        self.tool = os.times().children_user + os.times().children_system - self.child0
+        self.pg = max(self.machine - self.svc - self.tool, 0)
+
+
 def lua_list(items):
     return "{" + ", ".join("nil" if i is None else json.dumps(i) for i in items) + "}"
 
@@ -370,10 +415,16 @@ def main():
         parses = [sql for kind, sql, _ in statements if kind == "parse"]
         pg.psql("SELECT pg_stat_statements_reset()")
         reset(pg, fn)
-        http_result = wrk(service, fn, args)
+        with CpuMeter(service.proc.pid) as http_cpu:
+            http_result = wrk(service, fn, args)
         calls = calls_by_service(pg)
         reset(pg, fn)
-        bench = pgbench(pg, fn, executes, args)
+        with CpuMeter() as bench_cpu:
+            bench = pgbench(pg, fn, executes, args)
+        n, t = max(http_result["requests"], 1), max(bench["tps"] * args.duration, 1)
+        http_result["cpu_us"] = {"service": http_cpu.svc / n * 1e6, "postgres": http_cpu.pg / n * 1e6,
+                                 "wrk": http_cpu.tool / n * 1e6}
+        bench["cpu_us"] = {"postgres": bench_cpu.pg / t * 1e6, "pgbench": bench_cpu.tool / t * 1e6}
         results.append({
             "name": fn["name"], "status": status, "http": http_result, "pgbench": bench,
             "round_trips_captured": len(executes), "parses": len(parses),
@@ -472,6 +523,22 @@ def write_report(args, results, cold, idle_rss, peak_rss, gin, scale_http, plans
         lines.append(
             f"| {r['name']} | {h['rps']:.0f} | {h['p50_ms']:.2f} | {h['p99_ms']:.2f} | {h['errors']} "
             f"| {b['tps']:.0f} | {h['rps'] / b['tps']:.2f} | {r['round_trips_measured']:.2f} |")
+    lines += [
+        "",
+        "### Where the CPU goes (µs of CPU per request or transaction)",
+        "",
+        f"The machine has {os.cpu_count()} cores for everything: load generator, service and PostgreSQL.",
+        "At saturation throughput is about cores ÷ total CPU per request, so the ratio above is",
+        "bounded by what the service and wrk add on top of PostgreSQL's own work.",
+        "",
+        "| function | HTTP: service | HTTP: PostgreSQL | HTTP: wrk | HTTP total | pgbench: PostgreSQL | pgbench: pgbench | pgbench total |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        h, b = r["http"]["cpu_us"], r["pgbench"]["cpu_us"]
+        lines.append(
+            f"| {r['name']} | {h['service']:.0f} | {h['postgres']:.0f} | {h['wrk']:.0f} "
+            f"| {sum(h.values()):.0f} | {b['postgres']:.0f} | {b['pgbench']:.0f} | {sum(b.values()):.0f} |")
     lines += [
         "",
         "Round trips are `pg_stat_statements` calls by the service's role divided by the",

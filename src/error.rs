@@ -33,8 +33,9 @@ pub enum ApiError {
     /// Well-formed but invalid content; the message names the field.
     #[error("{0}")]
     Validation(String),
-    #[error("the database is unavailable; retry shortly")]
-    Unavailable,
+    /// The database or another service we depend on cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
     /// A fault of ours. The cause is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -87,7 +88,7 @@ impl ApiError {
                 "validation-error",
                 "Validation failed",
             ),
-            Unavailable => (
+            Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service-unavailable",
                 "Service unavailable",
@@ -133,7 +134,7 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            ApiError::Unavailable => {
+            ApiError::Unavailable(_) => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -150,7 +151,7 @@ impl From<DbError> for ApiError {
         match err {
             DbError::Unavailable(cause) => {
                 tracing::warn!(cause = %cause, "database unavailable");
-                ApiError::Unavailable
+                ApiError::Unavailable("the database is unavailable; retry shortly".to_owned())
             }
             DbError::InvalidValue(message) => {
                 ApiError::Validation(format!("a value cannot be stored: {message}"))

@@ -123,6 +123,34 @@ pub struct AuthSettings {
     pub secret_key: SecretString,
     pub admin_api_key: Option<SecretString>,
     pub user_claim: String,
+    pub tokens: TokenSettings,
+}
+
+/// How user tokens are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenAlgorithm {
+    /// Signed with `SECRET_KEY` (development, or a trusted issuer sharing it).
+    Hs256,
+    /// Signed by an identity provider (Entra ID) whose public keys are
+    /// published as a JWKS.
+    Rs256 { keys: KeySource },
+}
+
+/// Where RS256 public keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Jwks(String),
+    /// `{issuer}/.well-known/openid-configuration` names the JWKS.
+    Discovery(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub algorithm: TokenAlgorithm,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// How long fetched signing keys are trusted before they are fetched again.
+    pub jwks_ttl: Duration,
 }
 
 impl Settings {
@@ -217,7 +245,53 @@ impl Settings {
             ));
         }
 
+        let issuer = get("JWT_ISSUER").map(str::to_owned);
+        let algorithm = match get("JWT_ALGORITHM").unwrap_or("HS256") {
+            "HS256" => TokenAlgorithm::Hs256,
+            "RS256" => {
+                let keys = match (get("JWT_JWKS_URL"), &issuer) {
+                    (Some(url), _) => KeySource::Jwks(url.to_owned()),
+                    (None, Some(issuer)) => KeySource::Discovery(issuer.clone()),
+                    (None, None) => {
+                        return Err(SettingsError::new(
+                            "JWT_JWKS_URL",
+                            "RS256 needs JWT_JWKS_URL or JWT_ISSUER (for OpenID discovery)",
+                        ));
+                    }
+                };
+                TokenAlgorithm::Rs256 { keys }
+            }
+            _ => {
+                return Err(SettingsError::new(
+                    "JWT_ALGORITHM",
+                    "must be HS256 or RS256",
+                ));
+            }
+        };
+        let tokens = TokenSettings {
+            issuer,
+            audience: get("JWT_AUDIENCE").map(str::to_owned),
+            jwks_ttl: Duration::from_secs(parse_or(get, "JWT_JWKS_TTL_SECONDS", 3600)?),
+            algorithm,
+        };
+        if matches!(tokens.algorithm, TokenAlgorithm::Rs256 { .. }) {
+            // An identity provider signs tokens for many applications: only
+            // its issuer and our audience make a token ours.
+            for (name, value) in [
+                ("JWT_ISSUER", &tokens.issuer),
+                ("JWT_AUDIENCE", &tokens.audience),
+            ] {
+                if value.is_none() {
+                    return Err(SettingsError::new(
+                        name,
+                        "must be set with JWT_ALGORITHM=RS256",
+                    ));
+                }
+            }
+        }
+
         let auth = AuthSettings {
+            tokens,
             required: parse_or(get, "AUTH_REQUIRED", true)?,
             secret_key: SecretString::from(get("SECRET_KEY").unwrap_or(if deployed {
                 ""
@@ -251,7 +325,9 @@ fn check_deployed_auth(auth: &AuthSettings) -> Result<(), SettingsError> {
             "must be true in staging and production",
         ));
     }
-    check_strong_secret("SECRET_KEY", Some(&auth.secret_key))?;
+    if auth.tokens.algorithm == TokenAlgorithm::Hs256 {
+        check_strong_secret("SECRET_KEY", Some(&auth.secret_key))?;
+    }
     check_strong_secret("ADMIN_API_KEY", auth.admin_api_key.as_ref())
 }
 
@@ -423,6 +499,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rs256_needs_keys_issuer_and_audience() {
+        let rs = |extra: &[(&str, &str)]| {
+            let mut v = vars(&[("JWT_ALGORITHM", "RS256")]);
+            v.extend(vars(extra));
+            Settings::from_vars(&v)
+        };
+        assert_eq!(rs(&[]).unwrap_err().name, "JWT_JWKS_URL");
+        assert_eq!(
+            rs(&[("JWT_ISSUER", "https://idp")]).unwrap_err().name,
+            "JWT_AUDIENCE"
+        );
+        let s = rs(&[("JWT_ISSUER", "https://idp"), ("JWT_AUDIENCE", "api://x")]).unwrap();
+        assert_eq!(
+            s.auth.tokens.algorithm,
+            TokenAlgorithm::Rs256 {
+                keys: KeySource::Discovery("https://idp".into())
+            }
+        );
+        let s = rs(&[
+            ("JWT_ISSUER", "https://idp"),
+            ("JWT_AUDIENCE", "api://x"),
+            ("JWT_JWKS_URL", "https://idp/keys"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.auth.tokens.algorithm,
+            TokenAlgorithm::Rs256 {
+                keys: KeySource::Jwks("https://idp/keys".into())
+            }
+        );
+        assert_eq!(
+            Settings::from_vars(&vars(&[("JWT_ALGORITHM", "none")]))
+                .unwrap_err()
+                .name,
+            "JWT_ALGORITHM"
+        );
+        // Production with RS256 needs no SECRET_KEY.
+        let mut p = production(&[
+            ("JWT_ALGORITHM", "RS256"),
+            ("JWT_ISSUER", "https://idp"),
+            ("JWT_AUDIENCE", "api://x"),
+        ]);
+        p.remove("SECRET_KEY");
+        assert!(Settings::from_vars(&p).is_ok());
     }
 
     #[test]

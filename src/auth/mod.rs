@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
+use crate::auth::token::TokenError;
 use crate::db::applications;
 use crate::error::ApiError;
 use crate::settings::{DEV_APP_ID, DEV_USER_ID};
@@ -148,7 +149,7 @@ impl FromRequestParts<AppState> for UserCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         // The token is checked first: it costs no database round trip.
-        let user_id = user(parts, state)?;
+        let user_id = user(parts, state).await?;
         let app = AppCaller::from_request_parts(parts, state).await?;
         Ok(UserCaller {
             app_id: app.app_id,
@@ -166,7 +167,7 @@ fn bearer_error(detail: String, description: &str) -> ApiError {
     }
 }
 
-fn user(parts: &Parts, state: &AppState) -> Result<Uuid, ApiError> {
+async fn user(parts: &Parts, state: &AppState) -> Result<Uuid, ApiError> {
     let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
         if !state.settings.auth.required {
             return Ok(DEV_USER_ID);
@@ -188,8 +189,14 @@ fn user(parts: &Parts, state: &AppState) -> Result<Uuid, ApiError> {
                 "malformed Authorization header",
             )
         })?;
-    state
-        .tokens
-        .verify(token)
-        .map_err(|e| bearer_error(e.to_string(), "the token was rejected"))
+    match state.tokens.verify(token).await {
+        Ok(user) => Ok(user),
+        Err(TokenError::KeysUnavailable(cause)) => {
+            tracing::warn!(%cause, "cannot fetch token signing keys");
+            Err(ApiError::Unavailable(
+                "the token signing keys cannot be fetched; retry shortly".to_owned(),
+            ))
+        }
+        Err(e) => Err(bearer_error(e.to_string(), "the token was rejected")),
+    }
 }

@@ -1,23 +1,26 @@
-//! User bearer tokens (JWT). HS256 with `SECRET_KEY` today; the verifier is
-//! built once from settings so other algorithms (RS256 with JWKS) can slot in.
+//! User bearer tokens (JWT): HS256 with `SECRET_KEY`, or RS256 signed by an
+//! identity provider (Entra ID) whose public keys come from a JWKS. The
+//! verifier is built once from settings; the JWKS is fetched on first use,
+//! never at start-up.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::settings::AuthSettings;
+use crate::settings::{AuthSettings, KeySource, TokenAlgorithm};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECONDS: u64 = 30;
-
-pub struct TokenVerifier {
-    key: DecodingKey,
-    validation: Validation,
-    user_claim: String,
-}
+/// An unknown `kid` refetches the JWKS at most this often, so that tokens
+/// with made-up key ids cannot make us hammer the identity provider.
+const UNKNOWN_KID_REFRESH: Duration = Duration::from_secs(60);
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -25,27 +28,83 @@ pub enum TokenError {
     Invalid(String),
     #[error("the `{0}` claim is missing or not a UUID")]
     BadUserClaim(String),
+    /// The identity provider's keys could not be fetched: not the caller's fault.
+    #[error("the token signing keys are unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+pub struct TokenVerifier {
+    keys: Keys,
+    validation: Validation,
+    user_claim: String,
+}
+
+enum Keys {
+    Secret(DecodingKey),
+    Jwks(Box<JwksCache>),
 }
 
 impl TokenVerifier {
     pub fn new(auth: &AuthSettings) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
+        let tokens = &auth.tokens;
+        let (keys, algorithm) = match &tokens.algorithm {
+            TokenAlgorithm::Hs256 => (
+                Keys::Secret(DecodingKey::from_secret(
+                    auth.secret_key.expose_secret().as_bytes(),
+                )),
+                Algorithm::HS256,
+            ),
+            TokenAlgorithm::Rs256 { keys } => (
+                Keys::Jwks(Box::new(JwksCache::new(keys.clone(), tokens.jwks_ttl))),
+                Algorithm::RS256,
+            ),
+        };
+        // Exactly one algorithm: `none`, and HS256 signed with an RS256
+        // public key (algorithm confusion), are both refused by this list.
+        let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
+        match &tokens.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &tokens.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
         Self {
-            key: DecodingKey::from_secret(auth.secret_key.expose_secret().as_bytes()),
+            keys,
             validation,
             user_claim: auth.user_claim.clone(),
         }
     }
 
     /// The user id the token vouches for.
-    pub fn verify(&self, token: &str) -> Result<Uuid, TokenError> {
-        let data =
-            jsonwebtoken::decode::<HashMap<String, Value>>(token, &self.key, &self.validation)
-                .map_err(|e| TokenError::Invalid(e.to_string()))?;
+    pub async fn verify(&self, token: &str) -> Result<Uuid, TokenError> {
+        let invalid = |e: jsonwebtoken::errors::Error| TokenError::Invalid(e.to_string());
+        let key = match &self.keys {
+            Keys::Secret(key) => key.clone(),
+            Keys::Jwks(cache) => {
+                let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+                if header.alg != Algorithm::RS256 {
+                    return Err(TokenError::Invalid("the algorithm must be RS256".into()));
+                }
+                let kid = header
+                    .kid
+                    .ok_or_else(|| TokenError::Invalid("the token names no key (kid)".into()))?;
+                cache.key(&kid).await?
+            }
+        };
+        let data = jsonwebtoken::decode::<HashMap<String, Value>>(token, &key, &self.validation)
+            .map_err(invalid)?;
         data.claims
             .get(&self.user_claim)
             .and_then(Value::as_str)
@@ -54,14 +113,134 @@ impl TokenVerifier {
     }
 }
 
+/// The identity provider's signing keys, cached for `ttl`.
+struct JwksCache {
+    source: KeySource,
+    ttl: Duration,
+    http: reqwest::Client,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    keys: Option<(JwkSet, Instant)>,
+    /// When an unknown `kid` last forced a fetch.
+    last_forced: Option<Instant>,
+}
+
+impl JwksCache {
+    fn new(source: KeySource, ttl: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(JWKS_FETCH_TIMEOUT)
+            .build()
+            .expect("an HTTP client with default TLS settings");
+        Self {
+            source,
+            ttl,
+            http,
+            state: Mutex::new(CacheState::default()),
+        }
+    }
+
+    /// The key named `kid`. Concurrent callers wait for one fetch (the lock
+    /// is held across it).
+    async fn key(&self, kid: &str) -> Result<DecodingKey, TokenError> {
+        let mut state = self.state.lock().await;
+        let fresh = state
+            .keys
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < self.ttl);
+        if !fresh {
+            state.keys = Some((self.fetch().await?, Instant::now()));
+        }
+        if let Some(key) = find(&state, kid)? {
+            return Ok(key);
+        }
+        // A new key may have been published since we fetched: look again,
+        // but not more than once a minute.
+        let may_refresh = state
+            .last_forced
+            .is_none_or(|at| at.elapsed() >= UNKNOWN_KID_REFRESH);
+        if fresh && may_refresh {
+            state.last_forced = Some(Instant::now());
+            state.keys = Some((self.fetch().await?, Instant::now()));
+            if let Some(key) = find(&state, kid)? {
+                return Ok(key);
+            }
+        }
+        Err(TokenError::Invalid(format!(
+            "no signing key with kid {kid:?}"
+        )))
+    }
+
+    async fn fetch(&self) -> Result<JwkSet, TokenError> {
+        let unavailable = |e: reqwest::Error| TokenError::KeysUnavailable(e.to_string());
+        let url = match &self.source {
+            KeySource::Jwks(url) => url.clone(),
+            KeySource::Discovery(issuer) => {
+                let discovery = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.trim_end_matches('/')
+                );
+                let document: Value = self
+                    .http
+                    .get(&discovery)
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(unavailable)?
+                    .json()
+                    .await
+                    .map_err(unavailable)?;
+                document["jwks_uri"]
+                    .as_str()
+                    .ok_or_else(|| {
+                        TokenError::KeysUnavailable("the discovery document has no jwks_uri".into())
+                    })?
+                    .to_owned()
+            }
+        };
+        let keys = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(%url, "fetched token signing keys");
+        Ok(keys)
+    }
+}
+
+fn find(state: &CacheState, kid: &str) -> Result<Option<DecodingKey>, TokenError> {
+    let Some((set, _)) = &state.keys else {
+        return Ok(None);
+    };
+    set.find(kid)
+        .map(|jwk| {
+            DecodingKey::from_jwk(jwk)
+                .map_err(|e| TokenError::KeysUnavailable(format!("unusable key {kid:?}: {e}")))
+        })
+        .transpose()
+}
+
 /// A token for local development (`dev-token` subcommand).
 pub fn issue_dev_token(auth: &AuthSettings, user: Uuid, ttl_seconds: u64) -> String {
     let now = jsonwebtoken::get_current_timestamp();
-    let claims = serde_json::json!({
+    let mut claims = serde_json::json!({
         auth.user_claim.clone(): user.to_string(),
         "iat": now,
         "exp": now + ttl_seconds,
     });
+    if let Some(issuer) = &auth.tokens.issuer {
+        claims["iss"] = issuer.clone().into();
+    }
+    if let Some(audience) = &auth.tokens.audience {
+        claims["aud"] = audience.clone().into();
+    }
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -79,16 +258,19 @@ mod tests {
         Settings::from_vars(&Default::default()).unwrap().auth
     }
 
-    #[test]
-    fn dev_token_round_trips() {
+    #[tokio::test]
+    async fn dev_token_round_trips() {
         let auth = auth();
         let user = Uuid::new_v4();
         let token = issue_dev_token(&auth, user, 60);
-        assert_eq!(TokenVerifier::new(&auth).verify(&token).unwrap(), user);
+        assert_eq!(
+            TokenVerifier::new(&auth).verify(&token).await.unwrap(),
+            user
+        );
     }
 
-    #[test]
-    fn other_keys_and_algorithms_are_rejected() {
+    #[tokio::test]
+    async fn other_keys_and_algorithms_are_rejected() {
         let auth = auth();
         let verifier = TokenVerifier::new(&auth);
         let user = Uuid::new_v4();
@@ -99,13 +281,13 @@ mod tests {
             &EncodingKey::from_secret(b"another key"),
         )
         .unwrap();
-        assert!(verifier.verify(&wrong_key).is_err());
+        assert!(verifier.verify(&wrong_key).await.is_err());
         let hs512 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),
             &claims,
             &EncodingKey::from_secret(auth.secret_key.expose_secret().as_bytes()),
         )
         .unwrap();
-        assert!(verifier.verify(&hs512).is_err());
+        assert!(verifier.verify(&hs512).await.is_err());
     }
 }

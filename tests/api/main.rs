@@ -20,5 +20,6 @@ mod owners;
 mod pagination;
 mod participants;
 mod process;
+mod rs256;
 mod sessions;
 mod user_sessions;

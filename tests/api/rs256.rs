@@ -1,0 +1,299 @@
+//! RS256 user tokens from an identity provider (Entra ID style): a local
+//! OpenID discovery + JWKS server, and the attacks that must all be 401.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode as AxumStatus;
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+const AUDIENCE: &str = "api://amplifier-sessions";
+
+struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    public_pem: Vec<u8>,
+}
+
+fn signing_key(kid: &str) -> SigningKey {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("key.pem");
+    let public = dir.path().join("pub.pem");
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&private)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+        && Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public)
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl could not make a key");
+    SigningKey {
+        kid: kid.to_owned(),
+        encoding: EncodingKey::from_rsa_pem(&std::fs::read(&private).unwrap()).unwrap(),
+        public_pem: std::fs::read(&public).unwrap(),
+    }
+}
+
+fn jwk(key: &SigningKey) -> Jwk {
+    let mut jwk = Jwk::from_encoding_key(&key.encoding, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some(key.kid.clone());
+    jwk
+}
+
+/// A local identity provider: discovery document, JWKS, fetch counter.
+#[derive(Clone)]
+struct Idp {
+    base: String,
+    keys: Arc<std::sync::Mutex<JwkSet>>,
+    fetches: Arc<AtomicUsize>,
+    up: Arc<AtomicBool>,
+}
+
+async fn start_idp(keys: Vec<Jwk>) -> Idp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idp = Idp {
+        base: format!("http://{}", listener.local_addr().unwrap()),
+        keys: Arc::new(std::sync::Mutex::new(JwkSet { keys })),
+        fetches: Arc::new(AtomicUsize::new(0)),
+        up: Arc::new(AtomicBool::new(true)),
+    };
+    let router = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(|State(idp): State<Idp>| async move {
+                Json(json!({"issuer": idp.base, "jwks_uri": format!("{}/keys", idp.base)}))
+            }),
+        )
+        .route(
+            "/keys",
+            get(|State(idp): State<Idp>| async move {
+                if !idp.up.load(Ordering::SeqCst) {
+                    return Err(AxumStatus::SERVICE_UNAVAILABLE);
+                }
+                idp.fetches.fetch_add(1, Ordering::SeqCst);
+                Ok(Json(
+                    serde_json::to_value(&*idp.keys.lock().unwrap()).unwrap(),
+                ))
+            }),
+        )
+        .with_state(idp.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    idp
+}
+
+async fn rs256_app(idp: &Idp, extra: &[(&str, &str)]) -> (TestApp, String) {
+    let mut settings = vec![
+        ("JWT_ALGORITHM", "RS256"),
+        ("JWT_ISSUER", idp.base.as_str()),
+        ("JWT_AUDIENCE", AUDIENCE),
+        ("JWT_USER_CLAIM", "oid"),
+    ];
+    settings.extend_from_slice(extra);
+    let app = spawn_app_with(&settings).await;
+    let key = app.create_application("entra-app").await;
+    (app, key)
+}
+
+fn claims(idp: &Idp, user: Uuid) -> Value {
+    json!({
+        "oid": user.to_string(),
+        "iss": idp.base,
+        "aud": AUDIENCE,
+        "exp": get_current_timestamp() + 600,
+        "iat": get_current_timestamp(),
+    })
+}
+
+fn sign(key: &SigningKey, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(key.kid.clone());
+    encode(&header, claims, &key.encoding).unwrap()
+}
+
+async fn call(app: &TestApp, key: &str, token: &str) -> reqwest::Response {
+    app.get("/api/users/me/sessions")
+        .header("X-API-Key", key)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn entra_style_tokens_are_accepted_and_every_attack_is_401() {
+    let signer = signing_key("key-1");
+    let idp = start_idp(vec![jwk(&signer)]).await;
+    let (app, key) = rs256_app(&idp, &[]).await;
+    let user = Uuid::new_v4();
+
+    let body = expect_status(
+        call(&app, &key, &sign(&signer, &claims(&idp, user))).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        body["user_id"],
+        user.to_string(),
+        "the user is the oid claim"
+    );
+
+    let now = get_current_timestamp();
+    let mut expired = claims(&idp, user);
+    expired["exp"] = json!(now - 600);
+    let mut wrong_issuer = claims(&idp, user);
+    wrong_issuer["iss"] = json!("https://login.example/other-tenant/v2.0");
+    let mut wrong_audience = claims(&idp, user);
+    wrong_audience["aud"] = json!("api://someone-else");
+    let mut no_audience = claims(&idp, user);
+    no_audience.as_object_mut().unwrap().remove("aud");
+
+    let stranger = signing_key("key-1");
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","kid":"key-1"}"#),
+        URL_SAFE_NO_PAD.encode(claims(&idp, user).to_string())
+    );
+    let mut confused = Header::new(Algorithm::HS256);
+    confused.kid = Some("key-1".into());
+    let confusion = encode(
+        &confused,
+        &claims(&idp, user),
+        &EncodingKey::from_secret(&signer.public_pem),
+    )
+    .unwrap();
+    let tampered = {
+        let token = sign(&signer, &claims(&idp, user));
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = URL_SAFE_NO_PAD.encode(claims(&idp, Uuid::new_v4()).to_string());
+        format!("{}.{forged}.{}", parts[0], parts[2])
+    };
+    let mut no_kid_header = Header::new(Algorithm::RS256);
+    no_kid_header.kid = None;
+    let no_kid = encode(&no_kid_header, &claims(&idp, user), &signer.encoding).unwrap();
+
+    let attacks = [
+        ("alg none", unsigned),
+        ("HS256 signed with the RSA public key", confusion),
+        ("expired", sign(&signer, &expired)),
+        ("wrong issuer", sign(&signer, &wrong_issuer)),
+        ("wrong audience", sign(&signer, &wrong_audience)),
+        ("no audience", sign(&signer, &no_audience)),
+        (
+            "unknown kid",
+            sign(
+                &SigningKey {
+                    kid: "key-9".into(),
+                    ..signing_key("x")
+                },
+                &claims(&idp, user),
+            ),
+        ),
+        ("right kid, other key", sign(&stranger, &claims(&idp, user))),
+        ("tampered payload", tampered),
+        ("no kid", no_kid),
+    ];
+    for (name, token) in attacks {
+        let response = call(&app, &key, &token).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{name}");
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer"),
+            "{name}"
+        );
+        expect_problem(response, StatusCode::UNAUTHORIZED).await;
+    }
+}
+
+#[tokio::test]
+async fn keys_are_cached_and_unknown_kids_refresh_at_most_once_a_minute() {
+    let first = signing_key("key-1");
+    let idp = start_idp(vec![jwk(&first)]).await;
+    let (app, key) = rs256_app(&idp, &[]).await;
+    let user = Uuid::new_v4();
+    for _ in 0..5 {
+        assert_eq!(
+            call(&app, &key, &sign(&first, &claims(&idp, user)))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        idp.fetches.load(Ordering::SeqCst),
+        1,
+        "cached after the first fetch"
+    );
+
+    // The provider rotates in a new key: the first token naming it triggers
+    // one refresh and is accepted.
+    let second = signing_key("key-2");
+    idp.keys.lock().unwrap().keys.push(jwk(&second));
+    assert_eq!(
+        call(&app, &key, &sign(&second, &claims(&idp, user)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(idp.fetches.load(Ordering::SeqCst), 2);
+
+    // Made-up kids cannot make us fetch again within the minute.
+    for i in 0..10 {
+        let bogus = SigningKey {
+            kid: format!("bogus-{i}"),
+            ..signing_key("x")
+        };
+        let response = call(&app, &key, &sign(&bogus, &claims(&idp, user))).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(idp.fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_explicit_jwks_url_works_and_an_unreachable_one_is_503() {
+    let signer = signing_key("key-1");
+    let idp = start_idp(vec![jwk(&signer)]).await;
+    let jwks = format!("{}/keys", idp.base);
+    let (app, key) = rs256_app(&idp, &[("JWT_JWKS_URL", jwks.as_str())]).await;
+    let token = sign(&signer, &claims(&idp, Uuid::new_v4()));
+
+    idp.up.store(false, Ordering::SeqCst);
+    let response = call(&app, &key, &token).await;
+    assert_eq!(response.headers()["retry-after"], "2");
+    expect_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    idp.up.store(true, Ordering::SeqCst);
+    assert_eq!(
+        call(&app, &key, &token).await.status(),
+        StatusCode::OK,
+        "a failed fetch is not cached"
+    );
+}
