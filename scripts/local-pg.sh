@@ -29,19 +29,6 @@ as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-make_certs() {
-  local tls=$1
-  mkdir -p "$tls"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=amplifier test CA" \
-    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$tls/ext.cnf"
-  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
-    -CAcreateserial -days 2 -extfile "$tls/ext.cnf" -out "$tls/server.crt" 2>/dev/null
-  chmod 600 "$tls/server.key"
-}
-
 start() {
   local dir=$1 port=$2; shift 2
   local ssl=false fast=false extra=""
@@ -66,7 +53,7 @@ start() {
   fi
   local opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300"
   if $ssl; then
-    [ -f "$dir/tls/server.crt" ] || make_certs "$dir/tls"
+    [ -f "$dir/tls/server.crt" ] || "$(dirname "$0")/make-test-certs.sh" "$dir/tls"
     [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir/tls"
     opts="$opts -c ssl=on -c ssl_cert_file=$dir/tls/server.crt -c ssl_key_file=$dir/tls/server.key"
   fi

@@ -149,9 +149,15 @@ impl IntoResponse for ApiError {
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match err {
-            DbError::Unavailable(cause) => {
+            DbError::Unavailable(cause) | DbError::PasswordRejected(cause) => {
                 tracing::warn!(cause = %cause, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly".to_owned())
+            }
+            DbError::Secrets(cause) => {
+                tracing::error!(cause = %cause, "secrets unavailable");
+                ApiError::Unavailable(
+                    "the service's secrets are unavailable; retry shortly".to_owned(),
+                )
             }
             DbError::InvalidValue(message) => {
                 ApiError::Validation(format!("a value cannot be stored: {message}"))

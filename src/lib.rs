@@ -5,6 +5,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod roles;
+pub mod secrets;
 pub mod settings;
 pub mod startup;
 pub mod state;

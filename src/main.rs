@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use amplifier_sessions::auth::token::issue_dev_token;
 use amplifier_sessions::db;
+use amplifier_sessions::secrets::Secrets;
 use amplifier_sessions::settings::Settings;
 use amplifier_sessions::startup::Application;
 use amplifier_sessions::telemetry;
@@ -74,10 +75,16 @@ async fn serve(settings: Settings) -> Result<(), String> {
 }
 
 async fn migrate(settings: Settings) -> Result<(), String> {
+    let settings = std::sync::Arc::new(settings);
+    let secrets = Secrets::new(settings.clone()).map_err(|e| e.to_string())?;
+    let resolved = secrets.get().await.map_err(|e| e.to_string())?;
     let tls = db::tls_connector().map_err(|e| e.to_string())?;
-    db::migrate::run(&db::connect_config(&settings.database), tls)
-        .await
-        .map_err(|e| e.to_string())?;
+    db::migrate::run(
+        &db::connect_config(&settings.database, &resolved.database),
+        tls,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     tracing::info!("database schema is up to date");
     Ok(())
 }

@@ -97,13 +97,44 @@ pub struct Settings {
     pub log_level: String,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    /// Secrets come from this Key Vault when set (see `secrets`).
+    pub key_vault: Option<KeyVaultSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyVaultSettings {
+    pub url: String,
+    pub names: SecretNames,
+    pub credential: CredentialKind,
+    /// A user-assigned managed identity (`AZURE_CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// Key Vault's check that an authentication challenge names the vault's
+    /// own domain. Only local stand-ins may turn it off.
+    pub verify_challenge_resource: bool,
+}
+
+/// Names of the secrets in Key Vault.
+#[derive(Debug, Clone)]
+pub struct SecretNames {
+    pub database_url: String,
+    pub secret_key: String,
+    pub admin_api_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// The app's managed identity (in Azure).
+    ManagedIdentity,
+    /// The developer's Azure CLI / azd login (local runs).
+    DeveloperTools,
 }
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    /// Parsed connection settings; the password inside is never logged
-    /// (`tokio_postgres::Config`'s `Debug` redacts it).
-    pub config: tokio_postgres::Config,
+    /// Parsed `DATABASE_URL`; the password inside is never logged
+    /// (`tokio_postgres::Config`'s `Debug` redacts it). `None` only when a
+    /// Key Vault is configured to provide it.
+    pub config: Option<tokio_postgres::Config>,
     pub pool_max_size: usize,
     /// Connections opened in the background right after the pool is first
     /// built, so the first burst of requests does not pay for connecting.
@@ -212,16 +243,18 @@ impl Settings {
         let environment: Environment = get("ENVIRONMENT").unwrap_or("development").parse()?;
         let deployed = environment.is_deployed();
 
+        let key_vault = key_vault_settings(&get, environment, vars)?;
         let database_url = match get("DATABASE_URL") {
-            Some(url) => url,
+            Some(url) => Some(url),
+            None if key_vault.is_some() => None,
             None if deployed => {
                 return Err(SettingsError::new("DATABASE_URL", "must be set"));
             }
-            None => DEFAULT_DATABASE_URL,
+            None => Some(DEFAULT_DATABASE_URL),
         };
 
         let database = DatabaseSettings {
-            config: parse_database_url(database_url)?,
+            config: database_url.map(parse_database_url).transpose()?,
             pool_max_size: parse_or(get, "DATABASE_POOL_MAX_SIZE", 10)?,
             pool_min_size: parse_or(get, "DATABASE_POOL_MIN_SIZE", 1)?,
             pool_timeout: Duration::from_millis(parse_or(get, "DATABASE_POOL_TIMEOUT_MS", 5000)?),
@@ -302,7 +335,16 @@ impl Settings {
             user_claim: get("JWT_USER_CLAIM").unwrap_or("sub").to_owned(),
         };
         if deployed {
-            check_deployed_auth(&auth)?;
+            if !auth.required {
+                return Err(SettingsError::new(
+                    "AUTH_REQUIRED",
+                    "must be true in staging and production",
+                ));
+            }
+            // With a Key Vault they are checked once resolved (`secrets`).
+            if key_vault.is_none() {
+                check_deployed_secret(&auth)?;
+            }
         }
 
         Ok(Self {
@@ -313,18 +355,62 @@ impl Settings {
             log_level: get("LOG_LEVEL").unwrap_or("info").to_owned(),
             database,
             auth,
+            key_vault,
         })
     }
 }
 
-/// Staging and production never run with development shortcuts or public secrets.
-fn check_deployed_auth(auth: &AuthSettings) -> Result<(), SettingsError> {
-    if !auth.required {
+fn key_vault_settings<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    environment: Environment,
+    vars: &HashMap<String, String>,
+) -> Result<Option<KeyVaultSettings>, SettingsError> {
+    let url = match (get("AZURE_KEYVAULT_URL"), get("AZURE_KEYVAULT_NAME")) {
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Some(name)) => format!("https://{name}.vault.azure.net"),
+        (None, None) => return Ok(None),
+    };
+    let verify_challenge_resource =
+        parse_or(get, "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE", true)?;
+    if !verify_challenge_resource && environment.is_deployed() {
         return Err(SettingsError::new(
-            "AUTH_REQUIRED",
-            "must be true in staging and production",
+            "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE",
+            "may only be turned off outside staging and production",
         ));
     }
+    // In Azure the platform announces the managed identity endpoint.
+    let in_azure = vars.contains_key("IDENTITY_ENDPOINT") || environment.is_deployed();
+    let credential = match get("AZURE_CREDENTIAL") {
+        Some("managed-identity") => CredentialKind::ManagedIdentity,
+        Some("developer-tools") => CredentialKind::DeveloperTools,
+        Some(_) => {
+            return Err(SettingsError::new(
+                "AZURE_CREDENTIAL",
+                "must be managed-identity or developer-tools",
+            ));
+        }
+        None if in_azure => CredentialKind::ManagedIdentity,
+        None => CredentialKind::DeveloperTools,
+    };
+    let name = |setting: &str, default: &str| get(setting).unwrap_or(default).to_owned();
+    Ok(Some(KeyVaultSettings {
+        url,
+        names: SecretNames {
+            database_url: name(
+                "KEYVAULT_SECRET_DATABASE_URL",
+                "postgresql-connection-string",
+            ),
+            secret_key: name("KEYVAULT_SECRET_SECRET_KEY", "jwt-secret-key"),
+            admin_api_key: name("KEYVAULT_SECRET_ADMIN_API_KEY", "admin-api-key"),
+        },
+        credential,
+        client_id: get("AZURE_CLIENT_ID").map(str::to_owned),
+        verify_challenge_resource,
+    }))
+}
+
+/// Staging and production never run with public or weak secrets.
+pub fn check_deployed_secret(auth: &AuthSettings) -> Result<(), SettingsError> {
     if auth.tokens.algorithm == TokenAlgorithm::Hs256 {
         check_strong_secret("SECRET_KEY", Some(&auth.secret_key))?;
     }
@@ -430,7 +516,11 @@ mod tests {
         assert_eq!(s.database.pool_max_size, 10);
         assert!(s.auth.required);
         assert_eq!(s.auth.user_claim, "sub");
-        assert_eq!(s.database.config.get_dbname(), Some("amplifier_dev"));
+        assert_eq!(
+            s.database.config.as_ref().unwrap().get_dbname(),
+            Some("amplifier_dev")
+        );
+        assert!(s.key_vault.is_none());
     }
 
     #[test]
@@ -546,6 +636,38 @@ mod tests {
         ]);
         p.remove("SECRET_KEY");
         assert!(Settings::from_vars(&p).is_ok());
+    }
+
+    #[test]
+    fn key_vault_settings() {
+        let s = Settings::from_vars(&vars(&[("AZURE_KEYVAULT_NAME", "amp-kv")])).unwrap();
+        let kv = s.key_vault.unwrap();
+        assert_eq!(kv.url, "https://amp-kv.vault.azure.net");
+        assert_eq!(kv.names.database_url, "postgresql-connection-string");
+        assert_eq!(kv.credential, CredentialKind::DeveloperTools);
+        assert!(kv.verify_challenge_resource);
+
+        // Production with a vault: secrets may come from it, so they are not
+        // required in the environment; managed identity is the credential.
+        let mut p = production(&[
+            ("AZURE_KEYVAULT_NAME", "amp-kv"),
+            ("AZURE_CLIENT_ID", "cid"),
+        ]);
+        for k in ["DATABASE_URL", "SECRET_KEY", "ADMIN_API_KEY"] {
+            p.remove(k);
+        }
+        let s = Settings::from_vars(&p).unwrap();
+        let kv = s.key_vault.unwrap();
+        assert_eq!(kv.credential, CredentialKind::ManagedIdentity);
+        assert_eq!(kv.client_id.as_deref(), Some("cid"));
+        assert!(s.database.config.is_none());
+
+        let err = Settings::from_vars(&production(&[
+            ("AZURE_KEYVAULT_NAME", "amp-kv"),
+            ("AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE", "false"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.name, "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE");
     }
 
     #[test]

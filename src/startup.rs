@@ -28,7 +28,8 @@ impl Application {
     pub async fn bind(settings: Settings) -> std::io::Result<Self> {
         let addr = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(addr).await?;
-        let router = router(AppState::new(settings));
+        let state = AppState::new(settings).map_err(std::io::Error::other)?;
+        let router = router(state);
         Ok(Self { listener, router })
     }
 

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::auth::token::TokenError;
-use crate::db::applications;
+use crate::db::{DbError, applications};
 use crate::error::ApiError;
 use crate::settings::{DEV_APP_ID, DEV_USER_ID};
 use crate::state::AppState;
@@ -68,13 +68,12 @@ fn api_key(parts: &Parts) -> Result<Option<&str>, ApiError> {
         .transpose()
 }
 
-fn is_admin_key(state: &AppState, key: &str) -> bool {
-    state
-        .settings
-        .auth
+async fn is_admin_key(state: &AppState, key: &str) -> Result<bool, ApiError> {
+    let secrets = state.secrets.get().await.map_err(DbError::from)?;
+    Ok(secrets
         .admin_api_key
         .as_ref()
-        .is_some_and(|admin| api_key::secrets_match(key, admin.expose_secret()))
+        .is_some_and(|admin| api_key::secrets_match(key, admin.expose_secret())))
 }
 
 /// The application a key belongs to, if it is active.
@@ -94,7 +93,7 @@ impl FromRequestParts<AppState> for Admin {
         let Some(key) = api_key(parts)? else {
             return Err(key_error("this function needs the admin key in X-API-Key"));
         };
-        if is_admin_key(state, key) {
+        if is_admin_key(state, key).await? {
             return Ok(Admin);
         }
         // A valid application key is authenticated but not allowed here.
@@ -119,7 +118,7 @@ impl FromRequestParts<AppState> for AppCaller {
                 "this function needs an application key in X-API-Key",
             ));
         };
-        if is_admin_key(state, key) {
+        if is_admin_key(state, key).await? {
             return Err(ApiError::Forbidden(
                 "the admin key only manages applications; call this function with an application key"
                     .to_owned(),
@@ -136,7 +135,7 @@ impl FromRequestParts<AppState> for AppOrAdmin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match api_key(parts)? {
-            Some(key) if is_admin_key(state, key) => Ok(AppOrAdmin::Admin),
+            Some(key) if is_admin_key(state, key).await? => Ok(AppOrAdmin::Admin),
             _ => Ok(AppOrAdmin::App(
                 AppCaller::from_request_parts(parts, state).await?.app_id,
             )),
@@ -189,7 +188,8 @@ async fn user(parts: &Parts, state: &AppState) -> Result<Uuid, ApiError> {
                 "malformed Authorization header",
             )
         })?;
-    match state.tokens.verify(token).await {
+    let secrets = state.secrets.get().await.map_err(DbError::from)?;
+    match secrets.tokens.verify(token).await {
         Ok(user) => Ok(user),
         Err(TokenError::KeysUnavailable(cause)) => {
             tracing::warn!(%cause, "cannot fetch token signing keys");

@@ -10,9 +10,12 @@ pub mod sessions;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use postgres_native_tls::MakeTlsConnector;
-use tokio::sync::OnceCell;
+use std::sync::Arc;
+
+use tokio::sync::RwLock;
 use tokio_postgres::error::SqlState;
 
+use crate::secrets::{Secrets, SecretsError};
 use crate::settings::DatabaseSettings;
 
 /// Raised by the `ensure_session_keeps_an_owner` trigger.
@@ -31,6 +34,12 @@ pub enum DbError {
     /// a NUL character inside JSON).
     #[error("invalid value: {0}")]
     InvalidValue(String),
+    /// The server refused our password (SQLSTATE 28P01): perhaps rotated.
+    #[error("password rejected: {0}")]
+    PasswordRejected(String),
+    /// The secrets (Key Vault) could not be resolved.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     /// The write would leave a session without an owner (migration V7).
     #[error("a session must keep at least one owner")]
     LastOwner,
@@ -49,6 +58,9 @@ impl From<tokio_postgres::Error> for DbError {
         let code = db.code();
         if code.code() == LAST_OWNER_SQLSTATE {
             return Self::LastOwner;
+        }
+        if *code == SqlState::INVALID_PASSWORD {
+            return Self::PasswordRejected(message);
         }
         if *code == SqlState::UNIQUE_VIOLATION {
             return Self::UniqueViolation(db.constraint().unwrap_or_default().to_owned());
@@ -86,17 +98,22 @@ impl From<deadpool_postgres::PoolError> for DbError {
 
 /// The one pool every handler shares. It is built on first use, never at
 /// start-up (the Functions host needs the port open within milliseconds), and
-/// a failed build is not cached: the next request tries again.
+/// a failed build is not cached: the next request tries again. When the
+/// server rejects the password and the secrets come from Key Vault, they
+/// are re-resolved once and the pool rebuilt (rotation without restart).
 pub struct Database {
     settings: DatabaseSettings,
-    pool: OnceCell<Pool>,
+    secrets: Arc<Secrets>,
+    /// The pool and the secrets generation it was built from.
+    pool: RwLock<Option<(Pool, u64)>>,
 }
 
 impl Database {
-    pub fn new(settings: DatabaseSettings) -> Self {
+    pub fn new(settings: DatabaseSettings, secrets: Arc<Secrets>) -> Self {
         Self {
             settings,
-            pool: OnceCell::new(),
+            secrets,
+            pool: RwLock::new(None),
         }
     }
 
@@ -104,16 +121,48 @@ impl Database {
     /// (building the pool included) so callers never hang.
     pub async fn client(&self) -> Result<Object, DbError> {
         let timeout = self.settings.pool_timeout;
-        let get = async {
-            let pool = self
-                .pool
-                .get_or_try_init(|| build_pool(&self.settings))
-                .await?;
-            Ok::<_, DbError>(pool.get().await?)
-        };
-        tokio::time::timeout(timeout, get)
+        tokio::time::timeout(timeout, self.client_with_rotation())
             .await
             .map_err(|_| DbError::Unavailable(format!("no connection within {timeout:?}")))?
+    }
+
+    async fn client_with_rotation(&self) -> Result<Object, DbError> {
+        let (pool, generation) = match self.pool().await {
+            Err(DbError::PasswordRejected(_)) if self.secrets.from_key_vault() => {
+                return self.rotate(0).await;
+            }
+            other => other?,
+        };
+        match pool.get().await.map_err(DbError::from) {
+            Err(DbError::PasswordRejected(_)) if self.secrets.from_key_vault() => {
+                self.rotate(generation).await
+            }
+            other => other,
+        }
+    }
+
+    /// Re-resolves the secrets after `generation` was rejected, rebuilds
+    /// the pool, and tries once more.
+    async fn rotate(&self, generation: u64) -> Result<Object, DbError> {
+        tracing::warn!("the database rejected the password; re-resolving secrets");
+        self.secrets.refresh(generation).await?;
+        *self.pool.write().await = None;
+        let (pool, _) = self.pool().await?;
+        Ok(pool.get().await?)
+    }
+
+    async fn pool(&self) -> Result<(Pool, u64), DbError> {
+        if let Some(pool) = self.pool.read().await.as_ref() {
+            return Ok(pool.clone());
+        }
+        let mut slot = self.pool.write().await;
+        if let Some(pool) = slot.as_ref() {
+            return Ok(pool.clone());
+        }
+        let resolved = self.secrets.get().await?;
+        let pool = build_pool(&self.settings, &resolved.database).await?;
+        *slot = Some((pool.clone(), resolved.generation));
+        Ok((pool, resolved.generation))
     }
 
     /// Cheapest possible proof the database answers.
@@ -135,8 +184,11 @@ pub fn tls_connector() -> Result<MakeTlsConnector, DbError> {
 }
 
 /// Connection settings plus what this service always sets.
-pub fn connect_config(settings: &DatabaseSettings) -> tokio_postgres::Config {
-    let mut config = settings.config.clone();
+pub fn connect_config(
+    settings: &DatabaseSettings,
+    database: &tokio_postgres::Config,
+) -> tokio_postgres::Config {
+    let mut config = database.clone();
     config.connect_timeout(settings.connect_timeout);
     if config.get_application_name().is_none() {
         config.application_name(env!("CARGO_PKG_NAME"));
@@ -144,9 +196,12 @@ pub fn connect_config(settings: &DatabaseSettings) -> tokio_postgres::Config {
     config
 }
 
-async fn build_pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
+async fn build_pool(
+    settings: &DatabaseSettings,
+    database: &tokio_postgres::Config,
+) -> Result<Pool, DbError> {
     let tls = tls_connector()?;
-    let config = connect_config(settings);
+    let config = connect_config(settings, database);
     if settings.migrate_on_start {
         migrate::run(&config, tls.clone()).await?;
     }

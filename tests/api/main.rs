@@ -14,6 +14,7 @@ mod functions;
 mod health;
 mod helpers;
 mod idempotency;
+mod keyvault;
 mod lifecycle;
 mod matrix;
 mod owners;

@@ -15,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_amplifier-sessions");
 
 /// The binary with only `vars` set, run from an empty directory so no
 /// `.env` file of the repository is read.
-fn command(vars: &HashMap<String, String>, cwd: &std::path::Path) -> Command {
+pub(crate) fn command(vars: &HashMap<String, String>, cwd: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -38,7 +38,7 @@ fn text(output: &Output) -> String {
     )
 }
 
-struct Served {
+pub(crate) struct Served {
     child: Child,
     base: String,
     _cwd: tempfile::TempDir,
@@ -46,7 +46,7 @@ struct Served {
 
 impl Served {
     /// Starts `serve` on a free port and waits for `/` to answer.
-    async fn start(mut vars: HashMap<String, String>) -> Self {
+    pub(crate) async fn start(mut vars: HashMap<String, String>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -72,12 +72,12 @@ impl Served {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// Stops the process and returns everything it printed.
-    fn stop(self) -> String {
+    pub(crate) fn stop(self) -> String {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();

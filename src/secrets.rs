@@ -1,0 +1,210 @@
+//! The service's secrets: the database connection, the HS256 token key and
+//! the admin key. From the environment, or, when a Key Vault is configured,
+//! from Key Vault through the official Azure SDK, resolved lazily (never at
+//! start-up), cached, and re-resolved when the database rejects the password.
+
+use std::sync::Arc;
+
+use azure_core::credentials::TokenCredential;
+use azure_core::http::StatusCode;
+use azure_identity::{
+    DeveloperToolsCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    UserAssignedId,
+};
+use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+
+use crate::auth::token::TokenVerifier;
+use crate::settings::{
+    AuthSettings, CredentialKind, KeyVaultSettings, Settings, check_deployed_secret,
+    parse_database_url,
+};
+
+/// The secrets in use, after resolution.
+pub struct Resolved {
+    pub database: tokio_postgres::Config,
+    pub tokens: TokenVerifier,
+    pub admin_api_key: Option<SecretString>,
+    /// Increases with every resolution, so that concurrent callers who all
+    /// saw a rejected password re-resolve only once.
+    pub generation: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// The vault could not be reached or refused us; never papered over
+    /// with environment or development values.
+    #[error("Key Vault: {0}")]
+    Vault(String),
+    /// A resolved value is unusable (the message names the setting, never
+    /// the value).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub struct Secrets {
+    settings: Arc<Settings>,
+    vault: Option<Vault>,
+    current: Mutex<Option<Arc<Resolved>>>,
+}
+
+struct Vault {
+    settings: KeyVaultSettings,
+    client: SecretClient,
+}
+
+impl Secrets {
+    /// Builds the clients; contacts nothing.
+    pub fn new(settings: Arc<Settings>) -> Result<Self, SecretsError> {
+        let vault = match &settings.key_vault {
+            None => None,
+            Some(kv) => {
+                let credential = credential(kv.credential, kv.client_id.as_deref())?;
+                let options = SecretClientOptions {
+                    verify_challenge_resource: Some(kv.verify_challenge_resource),
+                    ..Default::default()
+                };
+                let client = SecretClient::new(&kv.url, credential, Some(options))
+                    .map_err(|e| SecretsError::Vault(e.to_string()))?;
+                Some(Vault {
+                    settings: kv.clone(),
+                    client,
+                })
+            }
+        };
+        Ok(Self {
+            settings,
+            vault,
+            current: Mutex::new(None),
+        })
+    }
+
+    pub fn from_key_vault(&self) -> bool {
+        self.vault.is_some()
+    }
+
+    /// The secrets in use, resolving them on first call.
+    pub async fn get(&self) -> Result<Arc<Resolved>, SecretsError> {
+        let mut current = self.current.lock().await;
+        if let Some(resolved) = current.as_ref() {
+            return Ok(resolved.clone());
+        }
+        let resolved = Arc::new(self.resolve_in_time(0).await?);
+        *current = Some(resolved.clone());
+        Ok(resolved)
+    }
+
+    /// Resolves again after `seen` was found stale (a rotated password),
+    /// unless someone already did.
+    pub async fn refresh(&self, seen: u64) -> Result<Arc<Resolved>, SecretsError> {
+        let mut current = self.current.lock().await;
+        if let Some(resolved) = current.as_ref().filter(|r| r.generation > seen) {
+            return Ok(resolved.clone());
+        }
+        let resolved = Arc::new(self.resolve_in_time(seen + 1).await?);
+        tracing::info!(generation = resolved.generation, "secrets re-resolved");
+        *current = Some(resolved.clone());
+        Ok(resolved)
+    }
+
+    /// Requests wait for the vault no longer than for a connection (the
+    /// SDK's own retries would otherwise hold them for a minute).
+    async fn resolve_in_time(&self, generation: u64) -> Result<Resolved, SecretsError> {
+        let limit = self.settings.database.pool_timeout;
+        let resolved = tokio::time::timeout(limit, self.resolve(generation))
+            .await
+            .map_err(|_| SecretsError::Vault(format!("no answer within {limit:?}")))
+            .and_then(|r| r);
+        if let Err(e) = &resolved {
+            tracing::error!(error = %e, "cannot resolve the service's secrets");
+        }
+        resolved
+    }
+
+    async fn resolve(&self, generation: u64) -> Result<Resolved, SecretsError> {
+        let settings = &self.settings;
+        let env_db = settings.database.config.clone();
+        let env_auth = settings.auth.clone();
+        let Some(vault) = &self.vault else {
+            return Ok(Resolved {
+                database: env_db
+                    .ok_or_else(|| SecretsError::Invalid("DATABASE_URL is not set".into()))?,
+                tokens: TokenVerifier::new(&env_auth),
+                admin_api_key: env_auth.admin_api_key,
+                generation,
+            });
+        };
+        let names = &vault.settings.names;
+        let (database_url, secret_key, admin_key) = tokio::try_join!(
+            vault.get(&names.database_url),
+            vault.get(&names.secret_key),
+            vault.get(&names.admin_api_key),
+        )?;
+        let database = match database_url {
+            Some(url) => parse_database_url(url.expose_secret()).map_err(|e| {
+                SecretsError::Invalid(format!("{}: {}", names.database_url, e.problem))
+            })?,
+            None => env_db.ok_or_else(|| {
+                SecretsError::Invalid(format!(
+                    "the database URL is neither in Key Vault ({}) nor in DATABASE_URL",
+                    names.database_url
+                ))
+            })?,
+        };
+        let auth = AuthSettings {
+            secret_key: secret_key.unwrap_or(env_auth.secret_key.clone()),
+            admin_api_key: admin_key.or(env_auth.admin_api_key.clone()),
+            ..env_auth
+        };
+        if settings.environment.is_deployed() {
+            check_deployed_secret(&auth).map_err(|e| SecretsError::Invalid(e.to_string()))?;
+        }
+        Ok(Resolved {
+            database,
+            tokens: TokenVerifier::new(&auth),
+            admin_api_key: auth.admin_api_key,
+            generation,
+        })
+    }
+}
+
+impl Vault {
+    /// A secret's value; `None` when the vault has no such secret (the
+    /// setting then falls back to its environment variable).
+    async fn get(&self, name: &str) -> Result<Option<SecretString>, SecretsError> {
+        match self.client.get_secret(name, None).await {
+            Ok(response) => {
+                let secret = response
+                    .into_model()
+                    .map_err(|e| SecretsError::Vault(format!("secret {name}: {e}")))?;
+                Ok(secret.value.map(SecretString::from))
+            }
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
+                tracing::info!(secret = name, "not in Key Vault; using the environment");
+                Ok(None)
+            }
+            Err(e) => Err(SecretsError::Vault(format!("secret {name}: {e}"))),
+        }
+    }
+}
+
+/// The Azure credential: the app's managed identity in Azure (a
+/// user-assigned one when `AZURE_CLIENT_ID` is set), the developer's own
+/// login (Azure CLI / azd) elsewhere.
+pub fn credential(
+    kind: CredentialKind,
+    client_id: Option<&str>,
+) -> Result<Arc<dyn TokenCredential>, SecretsError> {
+    let failed = |e: azure_core::Error| SecretsError::Vault(format!("credential: {e}"));
+    Ok(match kind {
+        CredentialKind::ManagedIdentity => {
+            let options = ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id.map(|id| UserAssignedId::ClientId(id.to_owned())),
+                ..Default::default()
+            };
+            ManagedIdentityCredential::new(Some(options)).map_err(failed)?
+        }
+        CredentialKind::DeveloperTools => DeveloperToolsCredential::new(None).map_err(failed)?,
+    })
+}

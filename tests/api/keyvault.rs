@@ -1,0 +1,320 @@
+//! Secrets from Key Vault through the official Azure SDK, against local
+//! stand-ins speaking the real protocols (tests/support/fake_azure.py): an
+//! App Service managed-identity endpoint and an HTTPS Key Vault with its
+//! authentication challenge. The binary runs as in Azure, trusting the
+//! stand-in's CA through SSL_CERT_FILE.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::*;
+use crate::process::Served;
+
+struct FakeAzure {
+    dir: tempfile::TempDir,
+    child: Child,
+    identity_port: u16,
+    vault_port: u16,
+}
+
+const TOKEN: &str = "local-managed-identity-token";
+
+impl FakeAzure {
+    fn start(secrets: &Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Command::new(repo_path("scripts/make-test-certs.sh"))
+            .arg(dir.path().join("tls"))
+            .status()
+            .unwrap();
+        assert!(certs.success());
+        std::fs::write(dir.path().join("token"), TOKEN).unwrap();
+        let fake = |dir: &tempfile::TempDir| {
+            Command::new("python3")
+                .arg(repo_path("tests/support/fake_azure.py"))
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut azure = Self {
+            child: fake(&dir),
+            dir,
+            identity_port: 0,
+            vault_port: 0,
+        };
+        azure.set_secrets(secrets);
+        let ports = azure.dir.path().join("ports.json");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ports.exists() {
+            assert!(Instant::now() < deadline, "fake Azure did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ports: Value = serde_json::from_str(&std::fs::read_to_string(ports).unwrap()).unwrap();
+        azure.identity_port = ports["identity"].as_u64().unwrap() as u16;
+        azure.vault_port = ports["vault"].as_u64().unwrap() as u16;
+        azure
+    }
+
+    fn set_secrets(&self, secrets: &Value) {
+        let tmp = self.dir.path().join("secrets.json.tmp");
+        std::fs::write(&tmp, secrets.to_string()).unwrap();
+        std::fs::rename(tmp, self.dir.path().join("secrets.json")).unwrap();
+    }
+
+    /// What the stand-ins were asked, in order.
+    fn requests(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap_or_default()
+    }
+
+    /// Settings as App Service / Functions would give them, plus trust in
+    /// the local CA and, for a vault not under vault.azure.net, the
+    /// development-only switch for the challenge-domain check.
+    fn vars(&self, database_url: &str) -> HashMap<String, String> {
+        let mut vars = base_vars(database_url);
+        vars.extend(
+            [
+                (
+                    "IDENTITY_ENDPOINT",
+                    format!("http://127.0.0.1:{}/msi/token", self.identity_port),
+                ),
+                ("IDENTITY_HEADER", "local-identity-header".to_owned()),
+                (
+                    "AZURE_CLIENT_ID",
+                    "11111111-2222-3333-4444-555555555555".to_owned(),
+                ),
+                (
+                    "AZURE_KEYVAULT_URL",
+                    format!("https://localhost:{}", self.vault_port),
+                ),
+                (
+                    "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE",
+                    "false".to_owned(),
+                ),
+                (
+                    "SSL_CERT_FILE",
+                    self.dir.path().join("tls/ca.crt").display().to_string(),
+                ),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        vars
+    }
+}
+
+impl Drop for FakeAzure {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn closed_port_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("postgres://nobody:nothing@127.0.0.1:{port}/nowhere")
+}
+
+#[tokio::test]
+async fn secrets_come_from_the_vault_and_missing_ones_from_the_environment() {
+    let database_url = fresh_database(&admin_url()).await;
+    let vault_admin = format!("vault-admin-{}", Uuid::new_v4().simple());
+    // No jwt-secret-key in the vault: SECRET_KEY comes from the environment.
+    let azure = FakeAzure::start(&json!({
+        "postgresql-connection-string": database_url,
+        "admin-api-key": vault_admin,
+    }));
+    // The environment's DATABASE_URL and ADMIN_API_KEY must lose to the vault.
+    let vars = azure.vars(&closed_port_url());
+    let served = Served::start(vars.clone()).await;
+    let http = reqwest::Client::new();
+
+    let health = http.get(served.url("/api/health")).send().await.unwrap();
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "the database URL came from the vault"
+    );
+
+    let with_env_key = http
+        .post(served.url("/api/applications"))
+        .header("X-API-Key", ADMIN_KEY)
+        .json(&json!({"app_id": "kv-app", "app_name": "KV"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        with_env_key.status(),
+        StatusCode::UNAUTHORIZED,
+        "the vault's admin key wins"
+    );
+    let created = expect_status(
+        http.post(served.url("/api/applications"))
+            .header("X-API-Key", &vault_admin)
+            .json(&json!({"app_id": "kv-app", "app_name": "KV"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+
+    let settings = amplifier_sessions::settings::Settings::from_vars(&vars).unwrap();
+    let token =
+        amplifier_sessions::auth::token::issue_dev_token(&settings.auth, Uuid::new_v4(), 600);
+    let response = http
+        .get(served.url("/api/users/me/sessions"))
+        .header("X-API-Key", created["api_key"].as_str().unwrap())
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "SECRET_KEY fell back to the environment"
+    );
+    let logs = served.stop();
+
+    let requests = azure.requests();
+    assert!(requests.contains("vault challenge"), "{requests}");
+    assert!(
+        requests.contains("identity https://vault.azure.net client_id=11111111"),
+        "{requests}"
+    );
+    for secret in [
+        "postgresql-connection-string",
+        "admin-api-key",
+        "jwt-secret-key",
+    ] {
+        assert_eq!(
+            requests.matches(&format!("vault get {secret}")).count(),
+            1,
+            "cached: {requests}"
+        );
+    }
+    assert!(
+        !logs.contains(&vault_admin) && !logs.contains(TOKEN),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_vault_is_a_503_never_a_fallback() {
+    let database_url = fresh_database(&admin_url()).await;
+    let azure = FakeAzure::start(&json!({}));
+    let mut vars = azure.vars(&database_url);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    vars.insert(
+        "AZURE_KEYVAULT_URL".into(),
+        format!("https://localhost:{closed}"),
+    );
+    let served = Served::start(vars).await;
+    let started = Instant::now();
+    let response = reqwest::get(served.url("/api/health")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the wait timeout: {:?}",
+        started.elapsed()
+    );
+    let response = reqwest::Client::new()
+        .post(served.url("/api/applications"))
+        .header("X-API-Key", ADMIN_KEY)
+        .json(&json!({"app_id": "kv-app", "app_name": "KV"}))
+        .send()
+        .await
+        .unwrap();
+    let detail = expect_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(detail.contains("secrets"), "{detail}");
+    let logs = served.stop();
+    assert!(logs.contains("Key Vault"), "a log line says why: {logs}");
+}
+
+#[tokio::test]
+async fn a_rotated_database_password_is_picked_up_without_restart() {
+    let role = format!("kv_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let (old, new) = (
+        format!("old-{}", Uuid::new_v4().simple()),
+        format!("new-{}", Uuid::new_v4().simple()),
+    );
+    let admin = pg_connect(&admin_url()).await;
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{old}'"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {role} OWNER {role}"))
+        .await
+        .unwrap();
+    let server = admin_url();
+    let host = server
+        .split_once('@')
+        .unwrap()
+        .1
+        .rsplit_once('/')
+        .unwrap()
+        .0
+        .to_owned();
+    let url = |password: &str| format!("postgres://{role}:{password}@{host}/{role}");
+
+    let azure = FakeAzure::start(&json!({"postgresql-connection-string": url(&old)}));
+    let served = Served::start(azure.vars(&closed_port_url())).await;
+    assert_eq!(
+        reqwest::get(served.url("/api/health"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    // Rotate: the database and the vault change; the service is not told.
+    admin
+        .batch_execute(&format!("ALTER ROLE {role} PASSWORD '{new}'"))
+        .await
+        .unwrap();
+    azure.set_secrets(&json!({"postgresql-connection-string": url(&new)}));
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = reqwest::get(served.url("/api/health"))
+            .await
+            .unwrap()
+            .status();
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never recovered after the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    served.stop();
+    let requests = azure.requests();
+    assert_eq!(
+        requests
+            .matches("vault get postgresql-connection-string")
+            .count(),
+        2,
+        "{requests}"
+    );
+}
