@@ -2,11 +2,14 @@ use std::process::ExitCode;
 
 use amplifier_sessions::auth::token::issue_dev_token;
 use amplifier_sessions::db;
-use amplifier_sessions::secrets::Secrets;
+use amplifier_sessions::db::entra::EntraPassword;
+use amplifier_sessions::secrets::{Secrets, credential};
+use amplifier_sessions::settings::DatabaseAuth;
 use amplifier_sessions::settings::Settings;
 use amplifier_sessions::startup::Application;
 use amplifier_sessions::telemetry;
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -78,13 +81,18 @@ async fn migrate(settings: Settings) -> Result<(), String> {
     let settings = std::sync::Arc::new(settings);
     let secrets = Secrets::new(settings.clone()).map_err(|e| e.to_string())?;
     let resolved = secrets.get().await.map_err(|e| e.to_string())?;
+    let mut config = db::connect_config(&settings.database, &resolved.database);
+    if settings.database.auth == DatabaseAuth::Entra {
+        let entra = EntraPassword::new(credential(&settings.azure).map_err(|e| e.to_string())?);
+        entra.ensure_fresh().await.map_err(|e| e.to_string())?;
+        if let Some(token) = entra.password() {
+            config.password(token.expose_secret());
+        }
+    }
     let tls = db::tls_connector().map_err(|e| e.to_string())?;
-    db::migrate::run(
-        &db::connect_config(&settings.database, &resolved.database),
-        tls,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    db::migrate::run(&config, tls)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!("database schema is up to date");
     Ok(())
 }

@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::auth::token::TokenVerifier;
 use crate::settings::{
-    AuthSettings, CredentialKind, KeyVaultSettings, Settings, check_deployed_secret,
+    AuthSettings, AzureSettings, CredentialKind, KeyVaultSettings, Settings, check_deployed_secret,
     parse_database_url,
 };
 
@@ -60,7 +60,7 @@ impl Secrets {
         let vault = match &settings.key_vault {
             None => None,
             Some(kv) => {
-                let credential = credential(kv.credential, kv.client_id.as_deref())?;
+                let credential = credential(&settings.azure)?;
                 let options = SecretClientOptions {
                     verify_challenge_resource: Some(kv.verify_challenge_resource),
                     ..Default::default()
@@ -192,15 +192,12 @@ impl Vault {
 /// The Azure credential: the app's managed identity in Azure (a
 /// user-assigned one when `AZURE_CLIENT_ID` is set), the developer's own
 /// login (Azure CLI / azd) elsewhere.
-pub fn credential(
-    kind: CredentialKind,
-    client_id: Option<&str>,
-) -> Result<Arc<dyn TokenCredential>, SecretsError> {
+pub fn credential(azure: &AzureSettings) -> Result<Arc<dyn TokenCredential>, SecretsError> {
     let failed = |e: azure_core::Error| SecretsError::Vault(format!("credential: {e}"));
-    Ok(match kind {
+    Ok(match azure.credential {
         CredentialKind::ManagedIdentity => {
             let options = ManagedIdentityCredentialOptions {
-                user_assigned_id: client_id.map(|id| UserAssignedId::ClientId(id.to_owned())),
+                user_assigned_id: azure.client_id.clone().map(UserAssignedId::ClientId),
                 ..Default::default()
             };
             ManagedIdentityCredential::new(Some(options)).map_err(failed)?

@@ -99,15 +99,31 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Secrets come from this Key Vault when set (see `secrets`).
     pub key_vault: Option<KeyVaultSettings>,
+    /// How the service authenticates to Azure (Key Vault, Entra ID database login).
+    pub azure: AzureSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct AzureSettings {
+    pub credential: CredentialKind,
+    /// A user-assigned managed identity (`AZURE_CLIENT_ID`).
+    pub client_id: Option<String>,
+}
+
+/// How the service logs in to PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseAuth {
+    /// The password in the connection string.
+    Password,
+    /// Passwordless: an Entra ID access token of the service's identity,
+    /// fetched per new connection (Azure Database for PostgreSQL).
+    Entra,
 }
 
 #[derive(Debug, Clone)]
 pub struct KeyVaultSettings {
     pub url: String,
     pub names: SecretNames,
-    pub credential: CredentialKind,
-    /// A user-assigned managed identity (`AZURE_CLIENT_ID`).
-    pub client_id: Option<String>,
     /// Key Vault's check that an authentication challenge names the vault's
     /// own domain. Only local stand-ins may turn it off.
     pub verify_challenge_resource: bool,
@@ -146,6 +162,7 @@ pub struct DatabaseSettings {
     pub pool_timeout: Duration,
     pub connect_timeout: Duration,
     pub migrate_on_start: bool,
+    pub auth: DatabaseAuth,
 }
 
 #[derive(Debug, Clone)]
@@ -243,7 +260,8 @@ impl Settings {
         let environment: Environment = get("ENVIRONMENT").unwrap_or("development").parse()?;
         let deployed = environment.is_deployed();
 
-        let key_vault = key_vault_settings(&get, environment, vars)?;
+        let key_vault = key_vault_settings(&get, environment)?;
+        let azure = azure_settings(&get, environment, vars)?;
         let database_url = match get("DATABASE_URL") {
             Some(url) => Some(url),
             None if key_vault.is_some() => None,
@@ -264,6 +282,16 @@ impl Settings {
                 5000,
             )?),
             migrate_on_start: parse_or(get, "MIGRATE_ON_START", true)?,
+            auth: match get("DATABASE_AUTH").unwrap_or("password") {
+                "password" => DatabaseAuth::Password,
+                "entra" => DatabaseAuth::Entra,
+                _ => {
+                    return Err(SettingsError::new(
+                        "DATABASE_AUTH",
+                        "must be password or entra",
+                    ));
+                }
+            },
         };
         if database.pool_max_size == 0 {
             return Err(SettingsError::new(
@@ -356,28 +384,16 @@ impl Settings {
             database,
             auth,
             key_vault,
+            azure,
         })
     }
 }
 
-fn key_vault_settings<'a>(
+fn azure_settings<'a>(
     get: &impl Fn(&str) -> Option<&'a str>,
     environment: Environment,
     vars: &HashMap<String, String>,
-) -> Result<Option<KeyVaultSettings>, SettingsError> {
-    let url = match (get("AZURE_KEYVAULT_URL"), get("AZURE_KEYVAULT_NAME")) {
-        (Some(url), _) => url.trim_end_matches('/').to_owned(),
-        (None, Some(name)) => format!("https://{name}.vault.azure.net"),
-        (None, None) => return Ok(None),
-    };
-    let verify_challenge_resource =
-        parse_or(get, "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE", true)?;
-    if !verify_challenge_resource && environment.is_deployed() {
-        return Err(SettingsError::new(
-            "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE",
-            "may only be turned off outside staging and production",
-        ));
-    }
+) -> Result<AzureSettings, SettingsError> {
     // In Azure the platform announces the managed identity endpoint.
     let in_azure = vars.contains_key("IDENTITY_ENDPOINT") || environment.is_deployed();
     let credential = match get("AZURE_CREDENTIAL") {
@@ -392,6 +408,29 @@ fn key_vault_settings<'a>(
         None if in_azure => CredentialKind::ManagedIdentity,
         None => CredentialKind::DeveloperTools,
     };
+    Ok(AzureSettings {
+        credential,
+        client_id: get("AZURE_CLIENT_ID").map(str::to_owned),
+    })
+}
+
+fn key_vault_settings<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    environment: Environment,
+) -> Result<Option<KeyVaultSettings>, SettingsError> {
+    let url = match (get("AZURE_KEYVAULT_URL"), get("AZURE_KEYVAULT_NAME")) {
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Some(name)) => format!("https://{name}.vault.azure.net"),
+        (None, None) => return Ok(None),
+    };
+    let verify_challenge_resource =
+        parse_or(get, "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE", true)?;
+    if !verify_challenge_resource && environment.is_deployed() {
+        return Err(SettingsError::new(
+            "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE",
+            "may only be turned off outside staging and production",
+        ));
+    }
     let name = |setting: &str, default: &str| get(setting).unwrap_or(default).to_owned();
     Ok(Some(KeyVaultSettings {
         url,
@@ -403,8 +442,6 @@ fn key_vault_settings<'a>(
             secret_key: name("KEYVAULT_SECRET_SECRET_KEY", "jwt-secret-key"),
             admin_api_key: name("KEYVAULT_SECRET_ADMIN_API_KEY", "admin-api-key"),
         },
-        credential,
-        client_id: get("AZURE_CLIENT_ID").map(str::to_owned),
         verify_challenge_resource,
     }))
 }
@@ -644,7 +681,7 @@ mod tests {
         let kv = s.key_vault.unwrap();
         assert_eq!(kv.url, "https://amp-kv.vault.azure.net");
         assert_eq!(kv.names.database_url, "postgresql-connection-string");
-        assert_eq!(kv.credential, CredentialKind::DeveloperTools);
+        assert_eq!(s.azure.credential, CredentialKind::DeveloperTools);
         assert!(kv.verify_challenge_resource);
 
         // Production with a vault: secrets may come from it, so they are not
@@ -657,9 +694,9 @@ mod tests {
             p.remove(k);
         }
         let s = Settings::from_vars(&p).unwrap();
-        let kv = s.key_vault.unwrap();
-        assert_eq!(kv.credential, CredentialKind::ManagedIdentity);
-        assert_eq!(kv.client_id.as_deref(), Some("cid"));
+        assert!(s.key_vault.is_some());
+        assert_eq!(s.azure.credential, CredentialKind::ManagedIdentity);
+        assert_eq!(s.azure.client_id.as_deref(), Some("cid"));
         assert!(s.database.config.is_none());
 
         let err = Settings::from_vars(&production(&[

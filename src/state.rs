@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use crate::db::Database;
-use crate::secrets::{Secrets, SecretsError};
-use crate::settings::Settings;
+use crate::db::entra::EntraPassword;
+use crate::secrets::{Secrets, SecretsError, credential};
+use crate::settings::{DatabaseAuth, Settings};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -19,8 +20,16 @@ impl AppState {
     pub fn new(settings: Settings) -> Result<Self, SecretsError> {
         let settings = Arc::new(settings);
         let secrets = Arc::new(Secrets::new(settings.clone())?);
+        let entra = match settings.database.auth {
+            DatabaseAuth::Password => None,
+            DatabaseAuth::Entra => Some(Arc::new(EntraPassword::new(credential(&settings.azure)?))),
+        };
         Ok(Self {
-            db: Arc::new(Database::new(settings.database.clone(), secrets.clone())),
+            db: Arc::new(Database::new(
+                settings.database.clone(),
+                secrets.clone(),
+                entra,
+            )),
             secrets,
             settings,
         })

@@ -3,13 +3,18 @@
 
 pub mod applications;
 pub mod configs;
+pub mod entra;
 pub mod idempotency;
 pub mod migrate;
 pub mod participants;
 pub mod sessions;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
+use entra::{EntraConnect, EntraPassword};
 use postgres_native_tls::MakeTlsConnector;
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 
 use tokio::sync::RwLock;
@@ -104,17 +109,29 @@ impl From<deadpool_postgres::PoolError> for DbError {
 pub struct Database {
     settings: DatabaseSettings,
     secrets: Arc<Secrets>,
+    /// Set for `DATABASE_AUTH=entra`: the token used as the password.
+    entra: Option<Arc<EntraPassword>>,
     /// The pool and the secrets generation it was built from.
     pool: RwLock<Option<(Pool, u64)>>,
 }
 
 impl Database {
-    pub fn new(settings: DatabaseSettings, secrets: Arc<Secrets>) -> Self {
+    pub fn new(
+        settings: DatabaseSettings,
+        secrets: Arc<Secrets>,
+        entra: Option<Arc<EntraPassword>>,
+    ) -> Self {
         Self {
             settings,
             secrets,
+            entra,
             pool: RwLock::new(None),
         }
+    }
+
+    /// Whether a rejected password can be cured by fetching it again.
+    fn can_rotate(&self) -> bool {
+        self.entra.is_some() || self.secrets.from_key_vault()
     }
 
     /// A pooled connection, waiting at most the pool timeout in total
@@ -127,26 +144,34 @@ impl Database {
     }
 
     async fn client_with_rotation(&self) -> Result<Object, DbError> {
+        if let Some(entra) = &self.entra {
+            entra.ensure_fresh().await?;
+        }
         let (pool, generation) = match self.pool().await {
-            Err(DbError::PasswordRejected(_)) if self.secrets.from_key_vault() => {
+            Err(DbError::PasswordRejected(_)) if self.can_rotate() => {
                 return self.rotate(0).await;
             }
             other => other?,
         };
         match pool.get().await.map_err(DbError::from) {
-            Err(DbError::PasswordRejected(_)) if self.secrets.from_key_vault() => {
-                self.rotate(generation).await
-            }
+            Err(DbError::PasswordRejected(_)) if self.can_rotate() => self.rotate(generation).await,
             other => other,
         }
     }
 
-    /// Re-resolves the secrets after `generation` was rejected, rebuilds
-    /// the pool, and tries once more.
+    /// Fetches the password again after `generation` was rejected (a new
+    /// Entra token, or the secrets from Key Vault, rebuilding the pool),
+    /// and tries once more.
     async fn rotate(&self, generation: u64) -> Result<Object, DbError> {
-        tracing::warn!("the database rejected the password; re-resolving secrets");
-        self.secrets.refresh(generation).await?;
-        *self.pool.write().await = None;
+        tracing::warn!("the database rejected the password; fetching it again");
+        if let Some(entra) = &self.entra {
+            entra.invalidate();
+            entra.ensure_fresh().await?;
+        }
+        if self.secrets.from_key_vault() {
+            self.secrets.refresh(generation).await?;
+            *self.pool.write().await = None;
+        }
         let (pool, _) = self.pool().await?;
         Ok(pool.get().await?)
     }
@@ -160,7 +185,7 @@ impl Database {
             return Ok(pool.clone());
         }
         let resolved = self.secrets.get().await?;
-        let pool = build_pool(&self.settings, &resolved.database).await?;
+        let pool = build_pool(&self.settings, &resolved.database, self.entra.clone()).await?;
         *slot = Some((pool.clone(), resolved.generation));
         Ok((pool, resolved.generation))
     }
@@ -199,27 +224,47 @@ pub fn connect_config(
 async fn build_pool(
     settings: &DatabaseSettings,
     database: &tokio_postgres::Config,
+    entra: Option<Arc<EntraPassword>>,
 ) -> Result<Pool, DbError> {
     let tls = tls_connector()?;
     let config = connect_config(settings, database);
     if settings.migrate_on_start {
+        let mut config = config.clone();
+        if let Some(password) = entra.as_ref().and_then(|e| e.password()) {
+            config.password(password.expose_secret());
+        }
         migrate::run(&config, tls.clone()).await?;
     }
-    let manager = Manager::from_config(
-        config,
-        tls,
-        // Fast: a checkout costs no round trip; a connection the server
-        // closed is noticed by tokio-postgres and dropped.
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let pool = Pool::builder(manager)
+    // Fast: a checkout costs no round trip; a connection the server closed
+    // is noticed by tokio-postgres and dropped.
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let mut builder = match &entra {
+        None => Pool::builder(Manager::from_config(config, tls, manager_config)),
+        Some(password) => {
+            let connect = EntraConnect {
+                tls,
+                password: password.clone(),
+            };
+            Pool::builder(Manager::from_connect(config, connect, manager_config)).post_recycle(
+                Hook::sync_fn(|_, metrics| {
+                    if metrics.age() > entra::MAX_CONNECTION_AGE {
+                        Err(HookError::message("retired: its login token has expired"))
+                    } else {
+                        Ok(())
+                    }
+                }),
+            )
+        }
+    };
+    builder = builder
         .max_size(settings.pool_max_size)
         .wait_timeout(Some(settings.pool_timeout))
         .create_timeout(Some(settings.connect_timeout))
         .recycle_timeout(Some(settings.connect_timeout))
-        .runtime(Runtime::Tokio1)
+        .runtime(Runtime::Tokio1);
+    let pool = builder
         .build()
         .map_err(|e| DbError::Other(format!("cannot build pool: {e}")))?;
     tracing::info!(max_size = settings.pool_max_size, "database pool ready");

@@ -270,7 +270,11 @@ async fn a_rotated_database_password_is_picked_up_without_restart() {
     let url = |password: &str| format!("postgres://{role}:{password}@{host}/{role}");
 
     let azure = FakeAzure::start(&json!({"postgresql-connection-string": url(&old)}));
-    let served = Served::start(azure.vars(&closed_port_url())).await;
+    let mut vars = azure.vars(&closed_port_url());
+    // No background warm-up connection that could still be logging in while
+    // the test terminates the others.
+    vars.insert("DATABASE_POOL_MIN_SIZE".into(), "0".into());
+    let served = Served::start(vars).await;
     assert_eq!(
         reqwest::get(served.url("/api/health"))
             .await
@@ -287,7 +291,7 @@ async fn a_rotated_database_password_is_picked_up_without_restart() {
     azure.set_secrets(&json!({"postgresql-connection-string": url(&new)}));
     admin
         .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1",
             &[&role],
         )
         .await
@@ -308,13 +312,115 @@ async fn a_rotated_database_password_is_picked_up_without_restart() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    served.stop();
+    let logs = served.stop();
     let requests = azure.requests();
     assert_eq!(
         requests
             .matches("vault get postgresql-connection-string")
             .count(),
         2,
-        "{requests}"
+        "{requests}\n{logs}"
+    );
+}
+
+/// `DATABASE_AUTH=entra`: no password in the URL; the managed identity's
+/// token for Azure Database for PostgreSQL is the password of each new
+/// connection. Here a local role's password is the token the stand-in
+/// endpoint hands out.
+#[tokio::test]
+async fn passwordless_database_login_with_entra_tokens_and_rotation() {
+    let role = format!("entra_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let admin = pg_connect(&admin_url()).await;
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{TOKEN}'"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {role} OWNER {role}"))
+        .await
+        .unwrap();
+    let server = admin_url();
+    let host = server
+        .split_once('@')
+        .unwrap()
+        .1
+        .rsplit_once('/')
+        .unwrap()
+        .0
+        .to_owned();
+
+    let azure = FakeAzure::start(&json!({}));
+    let mut vars = azure.vars(&format!("postgres://{role}@{host}/{role}"));
+    vars.remove("AZURE_KEYVAULT_URL");
+    vars.insert("DATABASE_AUTH".into(), "entra".into());
+    vars.insert("DATABASE_POOL_MIN_SIZE".into(), "0".into());
+    let fetched = |azure: &FakeAzure| {
+        azure
+            .requests()
+            .matches("identity https://ossrdbms-aad.database.windows.net")
+            .count()
+    };
+
+    // A long-lived token is fetched once and reused.
+    let served = Served::start(vars.clone()).await;
+    for _ in 0..3 {
+        assert_eq!(
+            reqwest::get(served.url("/api/health"))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        fetched(&azure),
+        1,
+        "the token is cached: {}",
+        azure.requests()
+    );
+    let mut logs = served.stop();
+
+    // Tokens close to expiry are replaced before new connections use them:
+    // the identity's token changes (and with it what PostgreSQL accepts).
+    std::fs::write(azure.dir.path().join("expires_in"), "200").unwrap();
+    let served = Served::start(vars).await;
+    assert_eq!(
+        reqwest::get(served.url("/api/health"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let rotated = format!("rotated-token-{}", Uuid::new_v4().simple());
+    std::fs::write(azure.dir.path().join("token"), &rotated).unwrap();
+    admin
+        .batch_execute(&format!("ALTER ROLE {role} PASSWORD '{rotated}'"))
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(served.url("/api/health"))
+        .await
+        .unwrap()
+        .status()
+        != StatusCode::OK
+    {
+        assert!(
+            Instant::now() < deadline,
+            "new connections never used the new token"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    logs.push_str(&served.stop());
+    assert!(fetched(&azure) >= 3, "{}", azure.requests());
+    assert!(
+        !logs.contains(TOKEN) && !logs.contains(&rotated),
+        "tokens never logged: {logs}"
     );
 }

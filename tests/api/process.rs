@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -41,33 +42,47 @@ fn text(output: &Output) -> String {
 pub(crate) struct Served {
     child: Child,
     base: String,
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
     _cwd: tempfile::TempDir,
 }
 
 impl Served {
-    /// Starts `serve` on a free port and waits for `/` to answer.
+    /// Starts `serve` on port 0 and reads the port it got from its
+    /// "listening" log line (no race with other tests for a free port).
     pub(crate) async fn start(mut vars: HashMap<String, String>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        vars.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string());
+        vars.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), "0".into());
+        vars.entry("LOG_LEVEL".into())
+            .or_insert_with(|| "info".into());
         let cwd = tempfile::tempdir().unwrap();
-        let child = command(&vars, cwd.path())
+        let mut child = command(&vars, cwd.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        let output = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), output.clone()),
+            collect(child.stderr.take().unwrap(), output.clone()),
+        ];
         let deadline = Instant::now() + Duration::from_secs(10);
-        while reqwest::get(format!("{base}/")).await.is_err() {
-            assert!(Instant::now() < deadline, "binary never listened");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let port = loop {
+            let printed = output.lock().unwrap().clone();
+            if let Some(rest) = printed.split("listening addr=127.0.0.1:").nth(1) {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                break digits;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "binary never listened: {printed}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
         Self {
             child,
-            base,
+            base: format!("http://127.0.0.1:{port}"),
+            output,
+            readers,
             _cwd: cwd,
         }
     }
@@ -77,13 +92,34 @@ impl Served {
     }
 
     /// Stops the process and returns everything it printed.
-    pub(crate) fn stop(self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
-        let output = self.child.wait_with_output().unwrap();
-        text(&output)
+        self.child.wait().unwrap();
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        self.output.lock().unwrap().clone()
     }
+}
+
+/// Appends everything `stream` yields to `into`, on a thread of its own.
+fn collect(
+    mut stream: impl std::io::Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            into.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    })
 }
 
 #[test]

@@ -13,7 +13,8 @@ Secrets and the token are read from files on every request, so a test can
 rotate them. Each request is appended to a log file (without secrets).
 
 Usage: fake_azure.py DIR   (DIR holds tls/server.crt, tls/server.key,
-secrets.json, token; writes ports.json when listening)
+secrets.json, token, optionally expires_in; writes ports.json when
+listening)
 """
 
 import http.server
@@ -37,6 +38,13 @@ def read(name):
 def record(line):
     with open(os.path.join(DIR, "requests.log"), "a") as f:
         f.write(line + "\n")
+
+
+def expires_in():
+    try:
+        return int(read("expires_in"))
+    except FileNotFoundError:
+        return 3600
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -64,7 +72,7 @@ class Identity(Handler):
             return self.reply(400, {"error": "missing or wrong X-IDENTITY-HEADER"})
         self.reply(200, {
             "access_token": read("token").strip(),
-            "expires_on": str(int(time.time()) + 3600),
+            "expires_on": str(int(time.time()) + expires_in()),
             "resource": resource,
             "token_type": "Bearer",
         })
