@@ -18,6 +18,7 @@ mod keyvault;
 mod lifecycle;
 mod matrix;
 mod owners;
+mod package;
 mod pagination;
 mod participants;
 mod process;

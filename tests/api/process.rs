@@ -17,7 +17,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_amplifier-sessions");
 /// The binary with only `vars` set, run from an empty directory so no
 /// `.env` file of the repository is read.
 pub(crate) fn command(vars: &HashMap<String, String>, cwd: &std::path::Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    command_for(std::path::Path::new(BIN), vars, cwd)
+}
+
+fn command_for(
+    binary: &std::path::Path,
+    vars: &HashMap<String, String>,
+    cwd: &std::path::Path,
+) -> Command {
+    let mut cmd = Command::new(binary);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(vars)
@@ -50,12 +58,20 @@ pub(crate) struct Served {
 impl Served {
     /// Starts `serve` on port 0 and reads the port it got from its
     /// "listening" log line (no race with other tests for a free port).
-    pub(crate) async fn start(mut vars: HashMap<String, String>) -> Self {
+    pub(crate) async fn start(vars: HashMap<String, String>) -> Self {
+        Self::start_binary(std::path::Path::new(BIN), vars).await
+    }
+
+    /// Like [`Served::start`], for another copy of the binary.
+    pub(crate) async fn start_binary(
+        binary: &std::path::Path,
+        mut vars: HashMap<String, String>,
+    ) -> Self {
         vars.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), "0".into());
         vars.entry("LOG_LEVEL".into())
             .or_insert_with(|| "info".into());
         let cwd = tempfile::tempdir().unwrap();
-        let mut child = command(&vars, cwd.path())
+        let mut child = command_for(binary, &vars, cwd.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,139 @@
+// The Amplifier sessions API on Azure: a Flex Consumption function app (custom
+// handler) with a user-assigned managed identity, Key Vault (RBAC) for its
+// secrets, PostgreSQL Flexible Server with Entra ID authentication and TLS,
+// and Application Insights. No secret values live here: the identity logs in
+// to PostgreSQL with Entra tokens, and the application's own secrets
+// (jwt-secret-key, admin-api-key) are put into Key Vault after deployment
+// (docs/deploy.md).
+targetScope = 'resourceGroup'
+
+@description('Short name used in every resource name, e.g. amplifier.')
+@minLength(3)
+@maxLength(12)
+param appName string = 'amplifier'
+
+@description('test or production; also the ENVIRONMENT of the service.')
+@allowed(['test', 'production'])
+param environmentName string
+
+param location string = resourceGroup().location
+
+@description('Object id of the Entra principal (user, group or the CI service principal) that administers PostgreSQL and runs migrations.')
+param postgresAdminObjectId string
+
+@description('Display name of that principal (its login name in PostgreSQL).')
+param postgresAdminName string
+
+@allowed(['User', 'Group', 'ServicePrincipal'])
+param postgresAdminType string = 'ServicePrincipal'
+
+@description('Entra ID issuer of user tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0.')
+param jwtIssuer string
+
+@description('Audience of user tokens: the API app registration\'s Application ID URI or client id.')
+param jwtAudience string
+
+@description('PostgreSQL compute tier and SKU.')
+param postgresSku object = {
+  name: 'Standard_B1ms'
+  tier: 'Burstable'
+}
+
+@description('Public IPv4 ranges allowed to reach PostgreSQL besides Azure services (e.g. an office), as {name, start, end}.')
+param postgresFirewallRules array = []
+
+@description('Largest number of instances the function app scales out to; with the pool size it bounds PostgreSQL connections (docs/scaling.md).')
+param maximumInstanceCount int = 40
+
+@description('Connections per instance (DATABASE_POOL_MAX_SIZE).')
+param poolMaxSize int = 5
+
+var suffix = uniqueString(resourceGroup().id, appName, environmentName)
+var baseName = '${appName}-${environmentName}'
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  params: {
+    name: 'id-${baseName}'
+    location: location
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    name: baseName
+    location: location
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: take('st${replace(appName, '-', '')}${suffix}', 24)
+    location: location
+    principalId: identity.outputs.principalId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    name: take('kv-${appName}-${suffix}', 24)
+    location: location
+    principalId: identity.outputs.principalId
+  }
+}
+
+module postgres 'modules/postgres.bicep' = {
+  name: 'postgres'
+  params: {
+    name: 'psql-${baseName}-${suffix}'
+    location: location
+    sku: postgresSku
+    adminObjectId: postgresAdminObjectId
+    adminName: postgresAdminName
+    adminType: postgresAdminType
+    appIdentityPrincipalId: identity.outputs.principalId
+    appIdentityName: identity.outputs.name
+    firewallRules: postgresFirewallRules
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    name: 'func-${baseName}-${suffix}'
+    location: location
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    maximumInstanceCount: maximumInstanceCount
+    appSettings: {
+      ENVIRONMENT: environmentName == 'production' ? 'production' : 'staging'
+      AZURE_KEYVAULT_NAME: keyVault.outputs.name
+      AZURE_CLIENT_ID: identity.outputs.clientId
+      DATABASE_AUTH: 'entra'
+      // No password: the identity logs in with Entra tokens.
+      DATABASE_URL: 'postgresql://${identity.outputs.name}@${postgres.outputs.fqdn}:5432/${postgres.outputs.databaseName}?sslmode=require'
+      DATABASE_POOL_MAX_SIZE: string(poolMaxSize)
+      MIGRATE_ON_START: 'false'
+      AUTH_REQUIRED: 'true'
+      JWT_ALGORITHM: 'RS256'
+      JWT_ISSUER: jwtIssuer
+      JWT_AUDIENCE: jwtAudience
+      JWT_USER_CLAIM: 'oid'
+      LOG_LEVEL: 'info'
+    }
+  }
+}
+
+output functionAppName string = functionApp.outputs.name
+output functionAppUrl string = functionApp.outputs.url
+output keyVaultName string = keyVault.outputs.name
+output postgresHost string = postgres.outputs.fqdn
+output postgresDatabase string = postgres.outputs.databaseName
+output identityClientId string = identity.outputs.clientId
+output identityName string = identity.outputs.name
