@@ -3,9 +3,12 @@
 #   host.json, <function>/function.json for each of functions/, and the
 #   binary amplifier-sessions at the root. Nothing else.
 # Usage: scripts/package.sh [OUT.zip] [--binary PATH]
-# Default OUT: target/amplifier-sessions.zip; default binary: a fresh
-# release build. Prints the highest glibc symbol version the binary needs,
-# which the Functions Linux image must provide (see docs/deploy.md).
+# Default OUT: target/amplifier-sessions.zip; default binary: a release
+# build that runs on any x86-64 Linux with glibc >= 2.28 (Debian 10, Ubuntu
+# 20.04, RHEL 8 and later, which every Functions Linux image is): linked
+# against glibc 2.28 with cargo-zigbuild (zig from PyPI) and with OpenSSL
+# built in (feature vendored-openssl), so no libssl is needed on the host.
+# The script checks both properties of the binary it packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,9 +20,25 @@ while [ $# -gt 0 ]; do
     *) out=$1; shift ;;
   esac
 done
+glibc_floor=2.28
 if [ -z "$binary" ]; then
-  cargo build --release --locked --quiet
-  binary=target/release/amplifier-sessions
+  venv=target/package-venv
+  if [ ! -x "$venv/bin/cargo-zigbuild" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "ziglang>=0.13,<1" "cargo-zigbuild>=0.19,<1"
+  fi
+  PATH="$PWD/$venv/bin:$PATH" cargo zigbuild --release --locked --quiet \
+    --target "x86_64-unknown-linux-gnu.$glibc_floor" --features vendored-openssl
+  binary=target/x86_64-unknown-linux-gnu/release/amplifier-sessions
+  needs=$(objdump -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+  if [ "$(printf '%s\n%s\n' "$needs" "$glibc_floor" | sort -V | tail -n 1)" != "$glibc_floor" ]; then
+    echo "package: the binary needs glibc $needs, more than $glibc_floor" >&2
+    exit 1
+  fi
+  if readelf -d "$binary" | grep -Eq 'NEEDED.*lib(ssl|crypto)'; then
+    echo "package: the binary links libssl/libcrypto dynamically" >&2
+    exit 1
+  fi
 fi
 
 staging=$(mktemp -d)
