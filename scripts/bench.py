@@ -541,6 +541,13 @@ def write_report(args, results, cold, idle_rss, peak_rss, gin, scale_http, plans
             f"| {sum(h.values()):.0f} | {b['postgres']:.0f} | {b['pgbench']:.0f} | {sum(b.values()):.0f} |")
     lines += [
         "",
+        "Reading it: the service adds its own CPU (HTTP, JSON, the application-key lookup)",
+        "and wrk's on top of PostgreSQL's work. Where PostgreSQL's share is large",
+        "(create-session, append-messages) the ratio is near 1; for the cheapest",
+        "statements (get-session, list-user-sessions) that addition bounds it on two cores.",
+        "pgbench repeats one request's parameters, so for add-participant it re-adds one",
+        "user (the update path) while wrk adds new users: compare that row with care.",
+        "",
         "Round trips are `pg_stat_statements` calls by the service's role divided by the",
         "requests wrk completed; each call is one round trip (no pipelining). In the captured",
         "steady-state request, statements parsed again (cache misses): "

@@ -45,6 +45,63 @@ pub async fn fresh_database(server_url: &str) -> String {
     with_database(server_url, &name)
 }
 
+/// A login role with a password and a database it owns, on the suite's
+/// server, for tests about credentials.
+pub struct OwnRole {
+    pub name: String,
+    host: String,
+}
+
+impl OwnRole {
+    pub async fn create(prefix: &str, password: &str) -> Self {
+        let name = format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..8]);
+        let admin = pg_connect(&admin_url()).await;
+        // Separate calls: CREATE DATABASE cannot run inside a multi-statement batch.
+        for sql in [
+            format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"),
+            format!("CREATE DATABASE {name} OWNER {name}"),
+        ] {
+            admin.batch_execute(&sql).await.unwrap();
+        }
+        let server = admin_url();
+        let host = server
+            .split_once('@')
+            .unwrap()
+            .1
+            .rsplit_once('/')
+            .unwrap()
+            .0
+            .to_owned();
+        Self { name, host }
+    }
+
+    /// Its database's URL with `password` (or none).
+    pub fn url(&self, password: Option<&str>) -> String {
+        let login = match password {
+            Some(password) => format!("{}:{password}", self.name),
+            None => self.name.clone(),
+        };
+        format!("postgres://{login}@{}/{}", self.host, self.name)
+    }
+
+    /// Changes the password and ends every session of the role, waiting
+    /// until they are gone.
+    pub async fn rotate_password(&self, password: &str) {
+        let admin = pg_connect(&admin_url()).await;
+        admin
+            .batch_execute(&format!("ALTER ROLE {} PASSWORD '{password}'", self.name))
+            .await
+            .unwrap();
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1",
+                &[&self.name],
+            )
+            .await
+            .unwrap();
+    }
+}
+
 pub fn base_vars(database_url: &str) -> HashMap<String, String> {
     [
         ("ENVIRONMENT", "test"),

@@ -244,30 +244,12 @@ async fn an_unreachable_vault_is_a_503_never_a_fallback() {
 
 #[tokio::test]
 async fn a_rotated_database_password_is_picked_up_without_restart() {
-    let role = format!("kv_{}", &Uuid::new_v4().simple().to_string()[..8]);
     let (old, new) = (
         format!("old-{}", Uuid::new_v4().simple()),
         format!("new-{}", Uuid::new_v4().simple()),
     );
-    let admin = pg_connect(&admin_url()).await;
-    admin
-        .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{old}'"))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {role} OWNER {role}"))
-        .await
-        .unwrap();
-    let server = admin_url();
-    let host = server
-        .split_once('@')
-        .unwrap()
-        .1
-        .rsplit_once('/')
-        .unwrap()
-        .0
-        .to_owned();
-    let url = |password: &str| format!("postgres://{role}:{password}@{host}/{role}");
+    let role = OwnRole::create("kv", &old).await;
+    let url = |password: &str| role.url(Some(password));
 
     let azure = FakeAzure::start(&json!({"postgresql-connection-string": url(&old)}));
     let mut vars = azure.vars(&closed_port_url());
@@ -284,18 +266,8 @@ async fn a_rotated_database_password_is_picked_up_without_restart() {
     );
 
     // Rotate: the database and the vault change; the service is not told.
-    admin
-        .batch_execute(&format!("ALTER ROLE {role} PASSWORD '{new}'"))
-        .await
-        .unwrap();
     azure.set_secrets(&json!({"postgresql-connection-string": url(&new)}));
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1",
-            &[&role],
-        )
-        .await
-        .unwrap();
+    role.rotate_password(&new).await;
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -329,28 +301,9 @@ async fn a_rotated_database_password_is_picked_up_without_restart() {
 /// endpoint hands out.
 #[tokio::test]
 async fn passwordless_database_login_with_entra_tokens_and_rotation() {
-    let role = format!("entra_{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let admin = pg_connect(&admin_url()).await;
-    admin
-        .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{TOKEN}'"))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {role} OWNER {role}"))
-        .await
-        .unwrap();
-    let server = admin_url();
-    let host = server
-        .split_once('@')
-        .unwrap()
-        .1
-        .rsplit_once('/')
-        .unwrap()
-        .0
-        .to_owned();
-
+    let role = OwnRole::create("entra", TOKEN).await;
     let azure = FakeAzure::start(&json!({}));
-    let mut vars = azure.vars(&format!("postgres://{role}@{host}/{role}"));
+    let mut vars = azure.vars(&role.url(None));
     vars.remove("AZURE_KEYVAULT_URL");
     vars.insert("DATABASE_AUTH".into(), "entra".into());
     vars.insert("DATABASE_POOL_MIN_SIZE".into(), "0".into());
@@ -393,17 +346,7 @@ async fn passwordless_database_login_with_entra_tokens_and_rotation() {
     );
     let rotated = format!("rotated-token-{}", Uuid::new_v4().simple());
     std::fs::write(azure.dir.path().join("token"), &rotated).unwrap();
-    admin
-        .batch_execute(&format!("ALTER ROLE {role} PASSWORD '{rotated}'"))
-        .await
-        .unwrap();
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1",
-            &[&role],
-        )
-        .await
-        .unwrap();
+    role.rotate_password(&rotated).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while reqwest::get(served.url("/api/health"))
         .await

@@ -336,19 +336,8 @@ async fn basic_calls_over_tls_with_a_trusted_private_ca() {
 #[tokio::test]
 async fn no_log_line_contains_a_password_key_or_token() {
     let password = format!("pw-{}", Uuid::new_v4().simple());
-    let role = format!("hygiene_{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let admin = pg_connect(&admin_url()).await;
-    // Separate calls: CREATE DATABASE cannot run inside a multi-statement batch.
-    for sql in [
-        format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
-        format!("CREATE DATABASE {role} OWNER {role}"),
-    ] {
-        admin.batch_execute(&sql).await.unwrap();
-    }
-    let server = admin_url();
-    let (_, host_part) = server.split_once('@').unwrap();
-    let host = host_part.rsplit_once('/').unwrap().0;
-    let database_url = format!("postgres://{role}:{password}@{host}/{role}");
+    let role = OwnRole::create("hygiene", &password).await;
+    let database_url = role.url(Some(&password));
 
     let admin_key = format!("admin-{}", Uuid::new_v4().simple());
     let secret_key = format!("secret-{}", Uuid::new_v4().simple());
@@ -406,10 +395,7 @@ async fn no_log_line_contains_a_password_key_or_token() {
 
     // A wrong database password is logged as a failure, never echoed.
     let wrong_password = format!("wrong-{}", Uuid::new_v4().simple());
-    vars.insert(
-        "DATABASE_URL".into(),
-        format!("postgres://{role}:{wrong_password}@{host}/{role}"),
-    );
+    vars.insert("DATABASE_URL".into(), role.url(Some(&wrong_password)));
     let failing = Served::start(vars).await;
     let health = http.get(failing.url("/api/health")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
