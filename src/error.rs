@@ -100,10 +100,6 @@ impl ApiError {
             ),
         }
     }
-
-    pub fn status(&self) -> StatusCode {
-        self.parts().0
-    }
 }
 
 impl IntoResponse for ApiError {
