@@ -163,6 +163,9 @@ pub struct DatabaseSettings {
     pub connect_timeout: Duration,
     pub migrate_on_start: bool,
     pub auth: DatabaseAuth,
+    /// With Entra login, connections older than this are retired: they
+    /// logged in with a token that has expired by then.
+    pub max_connection_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +285,11 @@ impl Settings {
                 5000,
             )?),
             migrate_on_start: parse_or(get, "MIGRATE_ON_START", true)?,
+            max_connection_age: Duration::from_secs(parse_or(
+                get,
+                "DATABASE_CONNECTION_MAX_AGE_SECONDS",
+                45 * 60,
+            )?),
             auth: match get("DATABASE_AUTH").unwrap_or("password") {
                 "password" => DatabaseAuth::Password,
                 "entra" => DatabaseAuth::Entra,

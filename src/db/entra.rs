@@ -2,7 +2,8 @@
 //! each new connection logs in with an access token of the service's
 //! identity as its password. Tokens are cached and fetched again a while
 //! before they expire; pooled connections are retired before their token's
-//! lifetime is over.
+//! lifetime is over (`DATABASE_CONNECTION_MAX_AGE_SECONDS`, default 45
+//! minutes, while Entra tokens live 60 to 90).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,9 +23,6 @@ use super::DbError;
 pub const SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
 /// A token is replaced when it has less than this left.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// Connections older than this are retired: they logged in with a token
-/// that has expired by now (Entra tokens live 60 to 90 minutes).
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(45 * 60);
 
 pub struct EntraPassword {
     credential: Arc<dyn TokenCredential>,

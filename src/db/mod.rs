@@ -247,9 +247,10 @@ async fn build_pool(
                 tls,
                 password: password.clone(),
             };
+            let max_age = settings.max_connection_age;
             Pool::builder(Manager::from_connect(config, connect, manager_config)).post_recycle(
-                Hook::sync_fn(|_, metrics| {
-                    if metrics.age() > entra::MAX_CONNECTION_AGE {
+                Hook::sync_fn(move |_, metrics| {
+                    if metrics.age() > max_age {
                         Err(HookError::message("retired: its login token has expired"))
                     } else {
                         Ok(())

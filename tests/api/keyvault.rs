@@ -243,6 +243,19 @@ async fn an_unreachable_vault_is_a_503_never_a_fallback() {
 }
 
 #[tokio::test]
+async fn a_vault_that_denies_access_is_a_503_never_a_fallback() {
+    let database_url = fresh_database(&admin_url()).await;
+    let azure = FakeAzure::start(&json!({"postgresql-connection-string": database_url}));
+    std::fs::write(azure.dir.path().join("deny"), "").unwrap();
+    // The environment has a working DATABASE_URL; it must not be used.
+    let served = Served::start(azure.vars(&database_url)).await;
+    let response = reqwest::get(served.url("/api/health")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let logs = served.stop();
+    assert!(logs.contains("not authorized"), "a log line says why: {logs}");
+}
+
+#[tokio::test]
 async fn a_rotated_database_password_is_picked_up_without_restart() {
     let (old, new) = (
         format!("old-{}", Uuid::new_v4().simple()),

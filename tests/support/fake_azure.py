@@ -13,8 +13,8 @@ Secrets and the token are read from files on every request, so a test can
 rotate them. Each request is appended to a log file (without secrets).
 
 Usage: fake_azure.py DIR   (DIR holds tls/server.crt, tls/server.key,
-secrets.json, token, optionally expires_in; writes ports.json when
-listening)
+secrets.json, token, optionally expires_in, and deny (its presence makes
+the vault refuse every read with 403); writes ports.json when listening)
 """
 
 import http.server
@@ -90,6 +90,9 @@ class Vault(Handler):
                 'resource="https://vault.azure.net"')])
         name = url.path.split("/")[2] if url.path.startswith("/secrets/") else ""
         record(f"vault get {name}")
+        if os.path.exists(os.path.join(DIR, "deny")):
+            return self.reply(403, {"error": {"code": "Forbidden",
+                                              "message": "Caller is not authorized to perform action on resource"}})
         secrets = json.loads(read("secrets.json"))
         if name not in secrets:
             return self.reply(404, {"error": {"code": "SecretNotFound",
