@@ -252,7 +252,10 @@ async fn a_vault_that_denies_access_is_a_503_never_a_fallback() {
     let response = reqwest::get(served.url("/api/health")).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let logs = served.stop();
-    assert!(logs.contains("not authorized"), "a log line says why: {logs}");
+    assert!(
+        logs.contains("not authorized"),
+        "a log line says why: {logs}"
+    );
 }
 
 #[tokio::test]
