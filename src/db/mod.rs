@@ -292,6 +292,22 @@ fn warm_up(pool: Pool, count: usize) {
     });
 }
 
+/// A statement guarded by the caller's role: `$1` is the session, `$2` the
+/// caller, and the CTE `caller` holds the caller's role (no row when the
+/// caller does not participate). `$rest` continues the WITH list or starts
+/// the main statement.
+macro_rules! with_caller {
+    ($rest:literal) => {
+        concat!(
+            "WITH caller AS (
+                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
+             )",
+            $rest
+        )
+    };
+}
+pub(crate) use with_caller;
+
 /// The outcome of an operation guarded by the caller's role in a session.
 #[derive(Debug)]
 pub enum Guarded<T> {

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{DbError, Guarded};
+use super::{DbError, Guarded, with_caller};
 use crate::roles::Role;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -68,10 +68,8 @@ pub async fn add(
     permitted: &[&str],
 ) -> Result<Guarded<Added>, DbError> {
     let stmt = client
-        .prepare_cached(
-            "WITH caller AS (
-                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
-             ), permitted AS (
+        .prepare_cached(with_caller!(
+            ", permitted AS (
                  SELECT 1 FROM caller WHERE role = ANY($5::text[])
              ), added_user AS (
                  INSERT INTO users (user_id) SELECT $3::uuid FROM permitted
@@ -84,8 +82,8 @@ pub async fn add(
                            (xmax = 0) AS inserted
              )
              SELECT caller.role AS caller_role, upsert.*
-             FROM caller LEFT JOIN upsert ON true",
-        )
+             FROM caller LEFT JOIN upsert ON true"
+        ))
         .await?;
     let row = client
         .query_opt(
@@ -138,18 +136,16 @@ pub async fn update_role(
     permitted: &[&str],
 ) -> Result<Guarded<Participant>, DbError> {
     let stmt = client
-        .prepare_cached(
-            "WITH caller AS (
-                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
-             ), updated AS (
+        .prepare_cached(with_caller!(
+            ", updated AS (
                  UPDATE session_participants p SET role = $4
                  FROM caller
                  WHERE p.session_id = $1 AND p.user_id = $3 AND caller.role = ANY($5::text[])
                  RETURNING p.*
              )
              SELECT caller.role AS caller_role, updated.*
-             FROM caller LEFT JOIN updated ON true",
-        )
+             FROM caller LEFT JOIN updated ON true"
+        ))
         .await?;
     let row = client
         .query_opt(
@@ -170,18 +166,16 @@ pub async fn remove(
     permitted: &[&str],
 ) -> Result<Guarded<()>, DbError> {
     let stmt = client
-        .prepare_cached(
-            "WITH caller AS (
-                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
-             ), removed AS (
+        .prepare_cached(with_caller!(
+            ", removed AS (
                  DELETE FROM session_participants p USING caller
                  WHERE p.session_id = $1 AND p.user_id = $3
                    AND (caller.role = ANY($4::text[]) OR p.user_id = $2)
                  RETURNING p.user_id
              )
              SELECT caller.role AS caller_role, removed.user_id
-             FROM caller LEFT JOIN removed ON true",
-        )
+             FROM caller LEFT JOIN removed ON true"
+        ))
         .await?;
     let row = client
         .query_opt(&stmt, &[&session_id, &caller, &user_id, &permitted])

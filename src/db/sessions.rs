@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{DbError, Guarded};
+use super::{DbError, Guarded, with_caller};
 use crate::roles::Role;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -106,16 +106,14 @@ pub async fn read(
     app_id: &str,
 ) -> Result<Option<SessionView>, DbError> {
     let stmt = client
-        .prepare_cached(
-            "WITH caller AS (
-                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
-             )
+        .prepare_cached(with_caller!(
+            "
              UPDATE sessions s
              SET last_accessed_at = now(), last_accessed_by_app_id = $3
              FROM caller
              WHERE s.session_id = $1
-             RETURNING s.*, caller.role AS caller_role",
-        )
+             RETURNING s.*, caller.role AS caller_role"
+        ))
         .await?;
     let Some(row) = client
         .query_opt(&stmt, &[&session_id, &user_id, &app_id])
@@ -148,10 +146,8 @@ pub async fn update(
     changes: &SessionChanges<'_>,
 ) -> Result<Guarded<Session>, DbError> {
     let stmt = client
-        .prepare_cached(
-            "WITH caller AS (
-                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
-             ), updated AS (
+        .prepare_cached(with_caller!(
+            ", updated AS (
                  UPDATE sessions s
                  SET status = COALESCE($4::varchar, s.status),
                      metadata = COALESCE($5::jsonb, s.metadata)
@@ -163,8 +159,8 @@ pub async fn update(
                  WHERE session_id = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM updated)
              )
              SELECT caller.role AS caller_role, updated.*
-             FROM caller LEFT JOIN updated ON true",
-        )
+             FROM caller LEFT JOIN updated ON true"
+        ))
         .await?;
     let row = client
         .query_opt(
@@ -193,17 +189,15 @@ pub async fn delete(
     permitted: &[&str],
 ) -> Result<Guarded<()>, DbError> {
     let stmt = client
-        .prepare_cached(
-            "WITH caller AS (
-                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
-             ), deleted AS (
+        .prepare_cached(with_caller!(
+            ", deleted AS (
                  DELETE FROM sessions s USING caller
                  WHERE s.session_id = $1 AND caller.role = ANY($3::text[])
                  RETURNING s.session_id
              )
              SELECT caller.role AS caller_role, deleted.session_id
-             FROM caller LEFT JOIN deleted ON true",
-        )
+             FROM caller LEFT JOIN deleted ON true"
+        ))
         .await?;
     let row = client
         .query_opt(&stmt, &[&session_id, &caller, &permitted])
@@ -225,9 +219,7 @@ pub async fn append_messages(
 ) -> Result<Guarded<i32>, DbError> {
     let stmt = client
         .prepare_cached(
-            "WITH caller AS (
-                 SELECT role FROM session_participants WHERE session_id = $1 AND user_id = $2
-             ), appended AS (
+            with_caller!(", appended AS (
                  UPDATE sessions s
                  SET transcript = s.transcript || $4::jsonb,
                      message_count = jsonb_array_length(s.transcript) + jsonb_array_length($4::jsonb)
@@ -239,7 +231,7 @@ pub async fn append_messages(
                  WHERE session_id = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM appended)
              )
              SELECT caller.role AS caller_role, appended.message_count
-             FROM caller LEFT JOIN appended ON true",
+             FROM caller LEFT JOIN appended ON true"),
         )
         .await?;
     let row = client
