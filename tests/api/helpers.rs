@@ -309,6 +309,15 @@ pub struct Fixture {
     pub session_id: String,
 }
 
+/// Polls `health_url` until it answers 200, failing with `why` after 10 s.
+pub async fn wait_until_healthy(health_url: &str, why: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reqwest::get(health_url).await.unwrap().status() != StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Asserts the status and returns the JSON body.
 pub async fn expect_status(response: Response, status: StatusCode) -> Value {
     let actual = response.status();

@@ -285,21 +285,11 @@ async fn a_rotated_database_password_is_picked_up_without_restart() {
     azure.set_secrets(&json!({"postgresql-connection-string": url(&new)}));
     role.rotate_password(&new).await;
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = reqwest::get(served.url("/api/health"))
-            .await
-            .unwrap()
-            .status();
-        if status == StatusCode::OK {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never recovered after the rotation"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_healthy(
+        &served.url("/api/health"),
+        "never recovered after the rotation",
+    )
+    .await;
     let logs = served.stop();
     let requests = azure.requests();
     assert_eq!(
@@ -363,19 +353,11 @@ async fn passwordless_database_login_with_entra_tokens_and_rotation() {
     let rotated = format!("rotated-token-{}", Uuid::new_v4().simple());
     std::fs::write(azure.dir.path().join("token"), &rotated).unwrap();
     role.rotate_password(&rotated).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reqwest::get(served.url("/api/health"))
-        .await
-        .unwrap()
-        .status()
-        != StatusCode::OK
-    {
-        assert!(
-            Instant::now() < deadline,
-            "new connections never used the new token"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_healthy(
+        &served.url("/api/health"),
+        "new connections never used the new token",
+    )
+    .await;
     logs.push_str(&served.stop());
     assert!(fetched(&azure) >= 3, "{}", azure.requests());
     assert!(
