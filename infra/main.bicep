@@ -2,9 +2,8 @@
 // handler) with a user-assigned managed identity, Key Vault (RBAC) for its
 // secrets, PostgreSQL Flexible Server with Entra ID authentication and TLS,
 // and Application Insights. No secret values live here: the identity logs in
-// to PostgreSQL with Entra tokens, and the application's own secrets
-// (jwt-secret-key, admin-api-key) are put into Key Vault after deployment
-// (docs/deploy.md).
+// to PostgreSQL with Entra tokens, and the secrets the service generates
+// (admin-api-key) are created in Key Vault by scripts/deploy.sh.
 targetScope = 'resourceGroup'
 
 @description('Short name used in every resource name, e.g. amplifier.')
@@ -18,7 +17,7 @@ param environmentName string
 
 param location string = resourceGroup().location
 
-@description('Object id of the Entra principal (user, group or the CI service principal) that administers PostgreSQL and runs migrations.')
+@description('Object id of the Entra principal (user, group or the CI service principal) that deploys: administers PostgreSQL, runs migrations, writes generated secrets.')
 param postgresAdminObjectId string
 
 @description('Display name of that principal (its login name in PostgreSQL).')
@@ -30,23 +29,35 @@ param postgresAdminType string = 'ServicePrincipal'
 @description('Entra ID issuer of user tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0.')
 param jwtIssuer string
 
-@description('Audience of user tokens: the API app registration\'s Application ID URI or client id.')
+@description('Audience of user tokens: the API app registration\'s client id (a GUID), which is the aud of v2.0 access tokens (docs/deploy.md).')
 param jwtAudience string
+
+@description('Browser origins allowed to call the API, e.g. https://app.example.com.')
+param allowedOrigins array = []
 
 @description('PostgreSQL compute tier and SKU.')
 param postgresSku object = {
-  name: 'Standard_B1ms'
+  name: 'Standard_B2s'
   tier: 'Burstable'
 }
 
 @description('Public IPv4 ranges allowed to reach PostgreSQL besides Azure services (e.g. an office), as {name, start, end}.')
 param postgresFirewallRules array = []
 
-@description('Largest number of instances the function app scales out to; with the pool size it bounds PostgreSQL connections (docs/scaling.md).')
+@description('Largest number of instances the function app scales out to (Flex Consumption: at least 40); with the pool size it bounds PostgreSQL connections (docs/scaling.md).')
+@minValue(40)
+@maxValue(1000)
 param maximumInstanceCount int = 40
 
 @description('Connections per instance (DATABASE_POOL_MAX_SIZE).')
 param poolMaxSize int = 5
+
+@description('Server connections the built-in PgBouncer opens for the app (General Purpose and Memory Optimized tiers).')
+param pgbouncerPoolSize int = 50
+
+@description('recover when a soft-deleted vault of this resource group exists (scripts/deploy.sh finds out).')
+@allowed(['default', 'recover'])
+param keyVaultCreateMode string = 'default'
 
 var suffix = uniqueString(resourceGroup().id, appName, environmentName)
 var baseName = '${appName}-${environmentName}'
@@ -64,6 +75,7 @@ module monitoring 'modules/monitoring.bicep' = {
   params: {
     name: baseName
     location: location
+    principalId: identity.outputs.principalId
   }
 }
 
@@ -82,6 +94,9 @@ module keyVault 'modules/keyvault.bicep' = {
     name: take('kv-${appName}-${suffix}', 24)
     location: location
     principalId: identity.outputs.principalId
+    deployerObjectId: postgresAdminObjectId
+    deployerType: postgresAdminType
+    createMode: keyVaultCreateMode
   }
 }
 
@@ -94,9 +109,8 @@ module postgres 'modules/postgres.bicep' = {
     adminObjectId: postgresAdminObjectId
     adminName: postgresAdminName
     adminType: postgresAdminType
-    appIdentityPrincipalId: identity.outputs.principalId
-    appIdentityName: identity.outputs.name
     firewallRules: postgresFirewallRules
+    pgbouncerPoolSize: pgbouncerPoolSize
   }
 }
 
@@ -111,13 +125,15 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     maximumInstanceCount: maximumInstanceCount
+    allowedOrigins: allowedOrigins
     appSettings: {
       ENVIRONMENT: environmentName == 'production' ? 'production' : 'staging'
       AZURE_KEYVAULT_NAME: keyVault.outputs.name
       AZURE_CLIENT_ID: identity.outputs.clientId
       DATABASE_AUTH: 'entra'
-      // No password: the identity logs in with Entra tokens.
-      DATABASE_URL: 'postgresql://${identity.outputs.name}@${postgres.outputs.fqdn}:5432/${postgres.outputs.databaseName}?sslmode=require'
+      // No password: the identity logs in with Entra tokens, through
+      // PgBouncer where the server has it.
+      DATABASE_URL: 'postgresql://${identity.outputs.name}@${postgres.outputs.fqdn}:${postgres.outputs.appPort}/${postgres.outputs.databaseName}?sslmode=require'
       DATABASE_POOL_MAX_SIZE: string(poolMaxSize)
       MIGRATE_ON_START: 'false'
       AUTH_REQUIRED: 'true'
@@ -134,6 +150,8 @@ output functionAppName string = functionApp.outputs.name
 output functionAppUrl string = functionApp.outputs.url
 output keyVaultName string = keyVault.outputs.name
 output postgresHost string = postgres.outputs.fqdn
+output postgresPort int = postgres.outputs.port
 output postgresDatabase string = postgres.outputs.databaseName
 output identityClientId string = identity.outputs.clientId
 output identityName string = identity.outputs.name
+output identityPrincipalId string = identity.outputs.principalId

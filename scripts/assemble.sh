@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Assembles the runnable function-app folder from functions/ (the source):
 #   OUT/host.json, OUT/<function>/function.json, OUT/amplifier-sessions,
-#   OUT/local.settings.json (local runs only; never deployed)
+#   OUT/local.settings.json (local runs only; never deployed; its
+#   DATABASE_URL is the environment's when set, as scripts/dev.sh does)
 # Usage: scripts/assemble.sh [OUT] [--binary PATH]
 # Default OUT: target/functionapp; default binary: a fresh release build.
 # Then: cd OUT && func start
@@ -17,13 +18,21 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ -z "$binary" ]; then
-  cargo build --release --quiet
+  cargo build --release
   binary=target/release/amplifier-sessions
 fi
 
 rm -rf "$out"
 mkdir -p "$out"
-cp host.json local.settings.json "$out/"
+cp host.json "$out/"
+python3 - "$out/local.settings.json" <<'PY'
+import json, os, sys
+settings = json.load(open("local.settings.json"))
+if os.environ.get("DATABASE_URL"):
+    settings["Values"]["DATABASE_URL"] = os.environ["DATABASE_URL"]
+with open(sys.argv[1], "w") as f:
+    json.dump(settings, f, indent=2)
+PY
 for dir in functions/*/; do
   name=$(basename "$dir")
   mkdir -p "$out/$name"

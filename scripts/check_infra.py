@@ -3,7 +3,9 @@
 every .bicep file parses (pycep-parser); every module main.bicep uses exists
 and is given only parameters it declares, and every parameter it requires;
 the parameter files name only parameters of main.bicep and give all the
-required ones. What this does not check: resource types, API versions and
+required ones; each parameter file's worst case of PostgreSQL connections
+fits the server it chooses (docs/scaling.md); values respect the
+parameters' @minValue/@maxValue. What this does not check: resource types, API versions and
 property names against Azure's schemas, expressions' types, and whether a
 deployment would succeed. `az bicep build` / `az deployment group what-if`
 in the deploy workflow do that."""
@@ -50,6 +52,54 @@ else:
             problems.append(f"{path.name}: unknown parameter {extra}")
         for missing in sorted(required(declared) - given):
             problems.append(f"{path.name}: misses required parameter {missing}")
+
+# Usable connections (max_connections minus the 15 Azure reserves) by SKU,
+# from Learn "Limits in Azure Database for PostgreSQL flexible server".
+USABLE_CONNECTIONS = {
+    "Standard_B1ms": 35,
+    "Standard_B2s": 414,
+    "Standard_D2s_v3": 844,
+    "Standard_D2ds_v4": 844,
+    "Standard_D2ds_v5": 844,
+    "Standard_D2ads_v5": 844,
+}
+PGBOUNCER_MAX_CLIENT_CONN = 5000  # the built-in PgBouncer's default
+ADMIN_CONNECTIONS = 5  # migrations, psql, monitoring
+
+
+def budget(file, values):
+    """The worst case: every instance holds a full pool at once."""
+    sku = values["postgresSku"]
+    usable = USABLE_CONNECTIONS.get(sku["name"])
+    if usable is None:
+        return [f"{file}: unknown PostgreSQL SKU {sku['name']}: add its connections to check_infra.py"]
+    clients = values["maximumInstanceCount"] * values["poolMaxSize"]
+    if sku["tier"] == "Burstable":  # no built-in PgBouncer on this tier
+        if clients + ADMIN_CONNECTIONS > usable:
+            return [f"{file}: {values['maximumInstanceCount']} instances x {values['poolMaxSize']} connections"
+                    f" + {ADMIN_CONNECTIONS} > {usable} usable on {sku['name']}"]
+        return []
+    problems = []
+    if clients > PGBOUNCER_MAX_CLIENT_CONN:
+        problems.append(f"{file}: {clients} client connections > PgBouncer's {PGBOUNCER_MAX_CLIENT_CONN}")
+    if values["pgbouncerPoolSize"] + ADMIN_CONNECTIONS > usable:
+        problems.append(f"{file}: PgBouncer pool {values['pgbouncerPoolSize']} + {ADMIN_CONNECTIONS} > {usable} usable")
+    return problems
+
+
+if main is not None:
+    declared = main.get("parameters", {})
+    for path in sorted((root / "parameters").glob("*.json")):
+        given = {k: v["value"] for k, v in json.loads(path.read_text())["parameters"].items()}
+        values = {name: given.get(name, p.get("default")) for name, p in declared.items()}
+        for name, p in declared.items():
+            for d in p.get("decorators", []):
+                value = values.get(name)
+                if d["type"] == "min_value" and value is not None and value < d["argument"]:
+                    problems.append(f"{path.name}: {name} = {value} is below its minimum {d['argument']}")
+                if d["type"] == "max_value" and value is not None and value > d["argument"]:
+                    problems.append(f"{path.name}: {name} = {value} is above its maximum {d['argument']}")
+        problems.extend(budget(path.name, values))
 
 for problem in problems:
     print(f"infra: {problem}", file=sys.stderr)

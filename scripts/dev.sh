@@ -3,18 +3,32 @@
 # database:
 #   - DATABASE_URL set in the environment: use it as is;
 #   - a Docker engine running: docker-compose.dev.yml;
-#   - otherwise: a throwaway server from the installed PostgreSQL binaries
-#     (kept in ${AMPLIFIER_DEV_PG:-/tmp/amplifier-dev-pg}, stopped on exit).
-# Extra arguments go to the binary (default: serve).
+#   - otherwise: a local PostgreSQL from the installed binaries, its data
+#     kept in ${AMPLIFIER_DEV_PG:-/tmp/amplifier-dev-pg} between runs and
+#     the server stopped on exit.
+#
+#   scripts/dev.sh                   database + the service (bare binary)
+#   scripts/dev.sh --database-only   database + the function app assembled in
+#                                    target/functionapp with this database in
+#                                    its local.settings.json; then run
+#                                    `func start` there (Azure Functions Core
+#                                    Tools) in another terminal. Ctrl-C stops.
+# Other arguments go to the binary (default: serve).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ENVIRONMENT=${ENVIRONMENT:-development}
+database_only=false
+if [ "${1:-}" = "--database-only" ]; then
+  database_only=true
+  shift
+fi
 
 if [ -n "${DATABASE_URL:-}" ]; then
   echo "dev: using DATABASE_URL from the environment"
 elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   echo "dev: starting PostgreSQL with docker compose"
   docker compose -f docker-compose.dev.yml up -d --wait postgres
+  export DATABASE_URL="postgresql://amplifier_dev:dev_password@127.0.0.1:5432/amplifier_dev"
 else
   dir=${AMPLIFIER_DEV_PG:-/tmp/amplifier-dev-pg}
   port=$(scripts/local-pg.sh free-port 5432)
@@ -32,7 +46,19 @@ else
   export DATABASE_URL="postgresql://amplifier_dev:dev_password@127.0.0.1:$port/amplifier_dev"
 fi
 
-cargo build --quiet
+if $database_only; then
+  # The function app runs the release binary; its local.settings.json gets
+  # this database, whatever port it is on.
+  scripts/assemble.sh target/functionapp
+  echo "dev: database ready at ${DATABASE_URL%%\?*}"
+  echo "dev: now, in another terminal: cd target/functionapp && func start"
+  command -v func >/dev/null 2>&1 || echo "dev: Core Tools are not installed: npm install -g azure-functions-core-tools@4"
+  echo "dev: Ctrl-C stops the database"
+  while true; do sleep 3600; done
+fi
+
+echo "dev: building (first time: a few minutes)"
+cargo build
 exec_args=("$@")
 [ ${#exec_args[@]} -gt 0 ] || exec_args=(serve)
 # Not `exec`: the EXIT trap must stop the throwaway server afterwards.

@@ -9,8 +9,10 @@
 # against glibc 2.28 with cargo-zigbuild (zig from PyPI) and with OpenSSL
 # built in (feature vendored-openssl), so no libssl is needed on the host.
 # The script checks both properties of the binary it packages.
+# CARGO_TARGET_DIR is honoured (a copy of the tree can share one build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
 
 out=target/amplifier-sessions.zip
 binary=
@@ -22,14 +24,14 @@ while [ $# -gt 0 ]; do
 done
 glibc_floor=2.28
 if [ -z "$binary" ]; then
-  venv=target/package-venv
+  venv=$target/package-venv
   if [ ! -x "$venv/bin/cargo-zigbuild" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "ziglang>=0.13,<1" "cargo-zigbuild>=0.19,<1"
   fi
-  PATH="$PWD/$venv/bin:$PATH" cargo zigbuild --release --locked --quiet \
+  PATH="$(cd "$venv" && pwd)/bin:$PATH" cargo zigbuild --release --locked --quiet \
     --target "x86_64-unknown-linux-gnu.$glibc_floor" --features vendored-openssl
-  binary=target/x86_64-unknown-linux-gnu/release/amplifier-sessions
+  binary=$target/x86_64-unknown-linux-gnu/release/amplifier-sessions
   needs=$(objdump -T "$binary" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
   if [ "$(printf '%s\n%s\n' "$needs" "$glibc_floor" | sort -V | tail -n 1)" != "$glibc_floor" ]; then
     echo "package: the binary needs glibc $needs, more than $glibc_floor" >&2

@@ -155,6 +155,12 @@ impl From<DbError> for ApiError {
                     "the service's secrets are unavailable; retry shortly".to_owned(),
                 )
             }
+            DbError::SchemaUnusable(cause) => {
+                tracing::error!(cause = %cause, "the database schema is not usable; was the deployment's migrate --grant-to run?");
+                ApiError::Unavailable(
+                    "the service is not ready: its database schema is not usable".to_owned(),
+                )
+            }
             DbError::InvalidValue(message) => {
                 ApiError::Validation(format!("a value cannot be stored: {message}"))
             }

@@ -27,7 +27,13 @@ enum Command {
     /// Serve HTTP (the default).
     Serve,
     /// Apply pending database migrations, then exit.
-    Migrate,
+    Migrate {
+        /// The role the service connects as (when it is not the one
+        /// migrating): grant it what the service needs, now and on the
+        /// objects later migrations create.
+        #[arg(long, value_name = "ROLE")]
+        grant_to: Option<String>,
+    },
     /// Print a user token signed with the configured key (not in staging/production).
     DevToken {
         #[arg(long)]
@@ -54,7 +60,7 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => runtime.block_on(serve(settings)),
-        Command::Migrate => runtime.block_on(migrate(settings)),
+        Command::Migrate { grant_to } => runtime.block_on(migrate(settings, grant_to)),
         Command::DevToken { user, ttl_minutes } => dev_token(&settings, user, ttl_minutes),
     };
     match result {
@@ -77,7 +83,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
 
-async fn migrate(settings: Settings) -> Result<(), String> {
+async fn migrate(settings: Settings, grant_to: Option<String>) -> Result<(), String> {
     let settings = std::sync::Arc::new(settings);
     let secrets = Secrets::new(settings.clone()).map_err(|e| e.to_string())?;
     let resolved = secrets.get().await.map_err(|e| e.to_string())?;
@@ -90,7 +96,7 @@ async fn migrate(settings: Settings) -> Result<(), String> {
         }
     }
     let tls = db::tls_connector().map_err(|e| e.to_string())?;
-    db::migrate::run(&config, tls)
+    db::migrate::run(&config, tls, grant_to.as_deref())
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("database schema is up to date");

@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::Method;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api;
@@ -26,7 +28,7 @@ impl Application {
     /// Binds the port and builds the router. Touches no database or remote
     /// service: the Functions host expects the port open within milliseconds.
     pub async fn bind(settings: Settings) -> std::io::Result<Self> {
-        let addr = SocketAddr::new(settings.host, settings.port);
+        let addr = SocketAddr::new(settings.http.host, settings.http.port);
         let listener = TcpListener::bind(addr).await?;
         let state = AppState::new(settings).map_err(std::io::Error::other)?;
         let router = router(state);
@@ -46,9 +48,10 @@ impl Application {
 }
 
 pub fn router(state: AppState) -> Router {
-    let max_body = state.settings.max_body_bytes;
+    let max_body = state.settings.http.max_body_bytes;
+    let origins = state.settings.http.allowed_origins.clone();
     let (api, _) = api::router();
-    api
+    let router = api
         // The Functions host polls `/` until it answers; any response counts.
         .route("/", get(|| async { "amplifier-sessions" }))
         .fallback(not_found)
@@ -58,7 +61,50 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".to_owned()).into_response()
         }))
-        .with_state(state)
+        .with_state(state);
+    match cors(&origins) {
+        Some(cors) => router.layer(cors),
+        // In Azure the platform answers CORS (preflights never get here) but
+        // cannot expose response headers, so every response does it.
+        None => router.layer(SetResponseHeaderLayer::if_not_present(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_str(&EXPOSED_HEADERS.map(|h| h.as_str().to_owned()).join(", "))
+                .expect("header names are valid values"),
+        )),
+    }
+}
+
+/// Response headers browser clients need to read.
+const EXPOSED_HEADERS: [HeaderName; 4] = [
+    header::LOCATION,
+    header::RETRY_AFTER,
+    header::WWW_AUTHENTICATE,
+    HeaderName::from_static(api::idempotency::REPLAYED_HEADER),
+];
+
+/// Browsers on `origins` may call the API: preflights are answered here,
+/// before routing, and responses expose the headers clients read. `None`
+/// when no origin is allowed (in Azure the platform does CORS).
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).expect("settings accept only visible ASCII origins"));
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static(crate::auth::API_KEY_HEADER),
+                HeaderName::from_static(api::idempotency::HEADER),
+            ])
+            .expose_headers(EXPOSED_HEADERS)
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -10,7 +10,12 @@ param storageAccountName string
 param deploymentContainerUrl string
 @secure()
 param appInsightsConnectionString string
+@description('Flex Consumption accepts 40 to 1000 (Learn: "Flex Consumption plan hosting").')
+@minValue(40)
+@maxValue(1000)
 param maximumInstanceCount int
+@description('Browser origins allowed to call the API. The platform answers CORS (preflights never reach the service); the service adds Access-Control-Expose-Headers itself, which the platform cannot.')
+param allowedOrigins array
 @description('The service\'s own settings (see README); no secret values.')
 param appSettings object
 
@@ -32,7 +37,7 @@ var platformSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
 }
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
@@ -70,6 +75,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     }
     siteConfig: {
       minTlsVersion: '1.2'
+      cors: {
+        allowedOrigins: allowedOrigins
+      }
       appSettings: [for setting in items(union(platformSettings, appSettings)): {
         name: setting.key
         value: setting.value

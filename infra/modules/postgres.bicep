@@ -1,5 +1,11 @@
 // PostgreSQL Flexible Server 16 with Entra ID authentication only (no
-// passwords), TLS required, and the app's identity as a database principal.
+// passwords) and TLS (require_secure_transport is on by default; Learn
+// "Server parameters - TLS"). The server accepts one control-plane
+// operation at a time and answers ServerBusy to concurrent ones
+// (Azure/bicep-registry-modules#4451, Altinn/dialogporten#3663), so every
+// child resource waits for the previous one and loops run one at a time.
+// The app identity's database role is made by scripts/deploy.sh with SQL
+// (pgaadauth_create_principal_with_oid), which Bicep cannot run.
 param name string
 param location string
 param sku object
@@ -7,12 +13,27 @@ param adminObjectId string
 param adminName string
 @allowed(['User', 'Group', 'ServicePrincipal'])
 param adminType string
-param appIdentityPrincipalId string
-param appIdentityName string
 @description('Extra allowed public IPv4 ranges, as {name, start, end}.')
 param firewallRules array
+@description('Server connections PgBouncer keeps per database and user (General Purpose and Memory Optimized only).')
+param pgbouncerPoolSize int
 
 var databaseName = 'amplifier'
+// The built-in PgBouncer does not exist on the Burstable tier (Learn
+// "PgBouncer in Azure Database for PostgreSQL"); there the app connects to
+// the server directly and docs/scaling.md's budget applies.
+var pgbouncer = sku.tier != 'Burstable'
+var pgbouncerSettings = pgbouncer ? [
+  { name: 'pgbouncer.enabled', value: 'true' }
+  { name: 'pgbouncer.default_pool_size', value: string(pgbouncerPoolSize) }
+  // The service prepares its statements (protocol level, about 40 of them);
+  // PgBouncer >= 1.21 keeps them per server connection when this is above 0.
+  { name: 'pgbouncer.max_prepared_statements', value: '200' }
+] : []
+var configurations = concat([
+  // btree_gin: the transcript search index (migrations) pairs session_id with the words.
+  { name: 'azure.extensions', value: 'BTREE_GIN' }
+], pgbouncerSettings)
 
 resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   name: name
@@ -39,14 +60,16 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   }
 }
 
-// TLS for every connection (the service uses sslmode=require and verifies
-// the certificate against the system roots).
-resource requireTls 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2024-08-01' = {
+// The deploying principal administers the server and runs migrations. It
+// comes before the database so that it owns the database (a database made
+// before any Entra administrator exists belongs to a system role).
+resource admin 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = {
   parent: server
-  name: 'require_secure_transport'
+  name: adminObjectId
   properties: {
-    value: 'on'
-    source: 'user-override'
+    principalName: adminName
+    principalType: adminType
+    tenantId: subscription().tenantId
   }
 }
 
@@ -56,31 +79,6 @@ resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-0
   properties: {
     charset: 'UTF8'
     collation: 'en_US.utf8'
-  }
-}
-
-// The deploying principal administers the server and runs migrations.
-resource admin 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = {
-  parent: server
-  name: adminObjectId
-  properties: {
-    principalName: adminName
-    principalType: adminType
-    tenantId: subscription().tenantId
-  }
-  dependsOn: [requireTls]
-}
-
-// The function app's identity logs in as itself. Registered as an Entra
-// administrator because Bicep cannot run SQL; docs/deploy.md shows how to
-// narrow it to a plain role with pgaadauth_create_principal instead.
-resource appPrincipal 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = {
-  parent: server
-  name: appIdentityPrincipalId
-  properties: {
-    principalName: appIdentityName
-    principalType: 'ServicePrincipal'
-    tenantId: subscription().tenantId
   }
   dependsOn: [admin]
 }
@@ -95,8 +93,10 @@ resource allowAzure 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@202
     startIpAddress: '0.0.0.0'
     endIpAddress: '0.0.0.0'
   }
+  dependsOn: [database]
 }
 
+@batchSize(1)
 resource extraRules 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = [for rule in firewallRules: {
   parent: server
   name: rule.name
@@ -104,7 +104,23 @@ resource extraRules 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@202
     startIpAddress: rule.start
     endIpAddress: rule.end
   }
+  dependsOn: [allowAzure]
+}]
+
+@batchSize(1)
+resource settings 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2024-08-01' = [for setting in configurations: {
+  parent: server
+  name: setting.name
+  properties: {
+    value: setting.value
+    source: 'user-override'
+  }
+  dependsOn: [allowAzure, extraRules]
 }]
 
 output fqdn string = server.properties.fullyQualifiedDomainName
+// Migrations and administration connect here, directly.
+output port int = 5432
+// The service connects here: PgBouncer where the tier has it.
+output appPort int = pgbouncer ? 6432 : 5432
 output databaseName string = database.name

@@ -29,15 +29,24 @@ impl From<JsonRejection> for ApiError {
                 "the body must be JSON with Content-Type: application/json".to_owned(),
             ),
             JsonRejection::JsonSyntaxError(e) => {
-                ApiError::BadRequest(format!("malformed JSON: {}", e.body_text()))
+                ApiError::BadRequest(format!("malformed JSON: {}", cause(&e)))
             }
-            JsonRejection::JsonDataError(e) => ApiError::Validation(e.body_text()),
+            JsonRejection::JsonDataError(e) => ApiError::Validation(cause(&e)),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::PayloadTooLarge("the body exceeds the size limit".to_owned())
             }
             other => ApiError::BadRequest(other.body_text()),
         }
     }
+}
+
+/// What was wrong, without the framework's preamble ("Failed to
+/// deserialize the JSON body into the target type: "): serde's message,
+/// which names the field (`messages[0].role: invalid type ...`).
+fn cause(rejection: &dyn std::error::Error) -> String {
+    rejection
+        .source()
+        .map_or_else(|| rejection.to_string(), ToString::to_string)
 }
 
 impl From<PathRejection> for ApiError {
@@ -48,6 +57,11 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        ApiError::Validation(rejection.body_text())
+        match rejection {
+            QueryRejection::FailedToDeserializeQueryString(e) => {
+                ApiError::Validation(format!("invalid query string: {}", cause(&e)))
+            }
+            other => ApiError::Validation(other.body_text()),
+        }
     }
 }

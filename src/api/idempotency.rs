@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 use crate::db::idempotency::{self, Claim, Recorded};
 use crate::error::ApiError;
 
-const HEADER: &str = "idempotency-key";
+/// The request header naming an idempotent request, and the response header
+/// marking a replay.
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 const MAX_KEY_LENGTH: usize = 255;
 
 /// The request's `Idempotency-Key`, if it sent one.
@@ -84,7 +87,7 @@ impl IntoResponse for JsonResponse {
             headers.insert(header::LOCATION, location);
         }
         if self.replayed {
-            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+            headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
         }
         response
     }

@@ -8,7 +8,7 @@ mod cursor;
 mod docs;
 mod extract;
 mod health;
-mod idempotency;
+pub mod idempotency;
 mod participants;
 mod sessions;
 mod users;

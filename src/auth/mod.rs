@@ -16,7 +16,8 @@ use crate::error::ApiError;
 use crate::settings::{DEV_APP_ID, DEV_USER_ID};
 use crate::state::AppState;
 
-const API_KEY_HEADER: &str = "x-api-key";
+/// The header carrying an application's (or the admin's) key.
+pub const API_KEY_HEADER: &str = "x-api-key";
 const API_KEY_CHALLENGE: &str = "ApiKey realm=\"amplifier\", header=\"X-API-Key\"";
 
 /// The admin: `X-API-Key` equal to `ADMIN_API_KEY`.
@@ -76,13 +77,18 @@ async fn is_admin_key(state: &AppState, key: &str) -> Result<bool, ApiError> {
         .is_some_and(|admin| api_key::secrets_match(key, admin.expose_secret())))
 }
 
+const NOT_AN_APPLICATION_KEY: &str =
+    "X-API-Key is not a valid application key (unknown, deleted, or replaced by rotate-key)";
+
 /// The application a key belongs to, if it is active.
 async fn application_for_key(state: &AppState, key: &str) -> Result<String, ApiError> {
     let client = state.db.client().await?;
     match applications::find_by_key_hash(&client, &api_key::hash(key)).await? {
         Some(owner) if owner.is_active => Ok(owner.app_id),
-        Some(_) => Err(key_error("the application is inactive")),
-        None => Err(key_error("the API key is not valid")),
+        Some(_) => Err(key_error(
+            "the application of this X-API-Key is deactivated",
+        )),
+        None => Err(key_error(NOT_AN_APPLICATION_KEY)),
     }
 }
 
@@ -97,10 +103,15 @@ impl FromRequestParts<AppState> for Admin {
             return Ok(Admin);
         }
         // A valid application key is authenticated but not allowed here.
-        application_for_key(state, key).await?;
-        Err(ApiError::Forbidden(
-            "only the admin key may manage applications".to_owned(),
-        ))
+        match application_for_key(state, key).await {
+            Ok(_) => Err(ApiError::Forbidden(
+                "only the admin key may manage applications".to_owned(),
+            )),
+            Err(ApiError::Unauthorized { .. }) => Err(key_error(
+                "X-API-Key is not the admin key (nor any application's key)",
+            )),
+            Err(other) => Err(other),
+        }
     }
 }
 
@@ -147,9 +158,10 @@ impl FromRequestParts<AppState> for UserCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // The token is checked first: it costs no database round trip.
-        let user_id = user(parts, state).await?;
+        // The application key first: a caller without a valid key learns
+        // nothing about the token it sends (no oracle for stolen tokens).
         let app = AppCaller::from_request_parts(parts, state).await?;
+        let user_id = user(parts, state).await?;
         Ok(UserCaller {
             app_id: app.app_id,
             user_id,
@@ -195,6 +207,15 @@ async fn user(parts: &Parts, state: &AppState) -> Result<Uuid, ApiError> {
             tracing::warn!(%cause, "cannot fetch token signing keys");
             Err(ApiError::Unavailable(
                 "the token signing keys cannot be fetched; retry shortly".to_owned(),
+            ))
+        }
+        Err(TokenError::Malformed) if !state.settings.environment.is_deployed() => {
+            Err(bearer_error(
+                format!(
+                    "{}; for local use, get one with `amplifier-sessions dev-token --user <uuid>`",
+                    TokenError::Malformed
+                ),
+                "malformed token",
             ))
         }
         Err(e) => Err(bearer_error(e.to_string(), "the token was rejected")),

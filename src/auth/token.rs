@@ -24,7 +24,10 @@ const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("invalid token: {0}")]
+    /// Not a JWT at all (not three base64url parts of JSON).
+    #[error("the bearer token is not a valid JWT")]
+    Malformed,
+    #[error("the token was rejected: {0}")]
     Invalid(String),
     #[error("the `{0}` claim is missing or not a UUID")]
     BadUserClaim(String),
@@ -89,7 +92,7 @@ impl TokenVerifier {
 
     /// The user id the token vouches for.
     pub async fn verify(&self, token: &str) -> Result<Uuid, TokenError> {
-        let invalid = |e: jsonwebtoken::errors::Error| TokenError::Invalid(e.to_string());
+        let invalid = rejected;
         let key = match &self.keys {
             Keys::Secret(key) => key.clone(),
             Keys::Jwks(cache) => {
@@ -111,6 +114,26 @@ impl TokenVerifier {
             .and_then(|s| Uuid::parse_str(s).ok())
             .ok_or_else(|| TokenError::BadUserClaim(self.user_claim.clone()))
     }
+}
+
+/// Why a token was refused, in words a client developer can act on.
+fn rejected(e: jsonwebtoken::errors::Error) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind::*;
+    let reason = match e.kind() {
+        InvalidToken | Base64(_) | Json(_) | Utf8(_) => return TokenError::Malformed,
+        ExpiredSignature => "it has expired".to_owned(),
+        ImmatureSignature => "it is not valid yet (nbf)".to_owned(),
+        InvalidSignature => "its signature does not match".to_owned(),
+        InvalidIssuer => "it was issued by another issuer (iss)".to_owned(),
+        InvalidAudience => "it is meant for another audience (aud)".to_owned(),
+        InvalidAlgorithm | MissingAlgorithm | InvalidAlgorithmName | UnsupportedAlgorithm => {
+            "it is signed with an algorithm this service does not accept".to_owned()
+        }
+        MissingRequiredClaim(claim) => format!("it has no `{claim}` claim"),
+        InvalidClaimFormat(claim) => format!("its `{claim}` claim is malformed"),
+        _ => e.to_string(),
+    };
+    TokenError::Invalid(reason)
 }
 
 /// The identity provider's signing keys, cached for `ttl`.

@@ -45,6 +45,10 @@ pub enum DbError {
     /// The secrets (Key Vault) could not be resolved.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// The schema is missing, or the service's role may not use it (not
+    /// migrated, or privileges never granted): a deployment fault.
+    #[error("the database schema is not usable: {0}")]
+    SchemaUnusable(String),
     /// The write would leave a session without an owner (migration V7).
     #[error("a session must keep at least one owner")]
     LastOwner,
@@ -69,6 +73,16 @@ impl From<tokio_postgres::Error> for DbError {
         }
         if *code == SqlState::UNIQUE_VIOLATION {
             return Self::UniqueViolation(db.constraint().unwrap_or_default().to_owned());
+        }
+        if [
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            SqlState::UNDEFINED_TABLE,
+            SqlState::UNDEFINED_COLUMN,
+            SqlState::UNDEFINED_FUNCTION,
+        ]
+        .contains(code)
+        {
+            return Self::SchemaUnusable(message);
         }
         let class = &code.code()[..2];
         if class == "22" {
@@ -190,11 +204,19 @@ impl Database {
         Ok((pool, resolved.generation))
     }
 
-    /// Cheapest possible proof the database answers.
-    pub async fn ping(&self) -> Result<(), DbError> {
+    /// Cheap proof the service can use its schema, not only connect: with
+    /// `LIMIT 0` nothing is read, but every table must exist and be
+    /// readable by the service's role.
+    pub async fn check_schema(&self) -> Result<(), DbError> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached("SELECT 1").await?;
-        client.query_one(&stmt, &[]).await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT NULL FROM applications, configs, sessions, session_participants,
+                                  users, idempotency_keys
+                 LIMIT 0",
+            )
+            .await?;
+        client.query(&stmt, &[]).await?;
         Ok(())
     }
 }
@@ -233,7 +255,7 @@ async fn build_pool(
         if let Some(password) = entra.as_ref().and_then(|e| e.password()) {
             config.password(password.expose_secret());
         }
-        migrate::run(&config, tls.clone()).await?;
+        migrate::run(&config, tls.clone(), None).await?;
     }
     // Fast: a checkout costs no round trip; a connection the server closed
     // is noticed by tokio-postgres and dropped.

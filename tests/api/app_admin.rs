@@ -87,7 +87,7 @@ async fn deactivation_refuses_the_key_at_once_and_reactivation_restores_it() {
         .await
         .unwrap();
     let detail = expect_problem(response, StatusCode::UNAUTHORIZED).await;
-    assert!(detail.contains("inactive"));
+    assert!(detail.contains("deactivated"));
 
     expect_status(
         patch(json!({"is_active": true})).await.unwrap(),

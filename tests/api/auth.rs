@@ -169,7 +169,7 @@ async fn bad_api_keys_are_401() {
         .await
         .unwrap();
     let detail = expect_problem(inactive, StatusCode::UNAUTHORIZED).await;
-    assert!(detail.contains("inactive"), "{detail}");
+    assert!(detail.contains("deactivated"), "{detail}");
 }
 
 #[tokio::test]

@@ -1,18 +1,8 @@
 //! The docs page, rendered by a real headless browser.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 
 use crate::helpers::*;
-
-fn chromium() -> String {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .expect("a headless browser is needed: apt-get install chromium (scripts/test.sh does this as root)")
-        .to_owned()
-}
 
 #[tokio::test]
 async fn the_docs_page_renders_every_operation_in_a_browser() {
@@ -27,32 +17,7 @@ async fn the_docs_page_renders_every_operation_in_a_browser() {
         .unwrap();
     expect_problem(response, StatusCode::NOT_FOUND).await;
 
-    let profile = tempfile::tempdir().unwrap();
-    let url = app.url("/api/docs");
-    let browser = chromium();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                &format!("--user-data-dir={}", profile.path().display()),
-                "--virtual-time-budget=15000",
-                "--dump-dom",
-                &url,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let dom = String::from_utf8_lossy(&output.stdout);
+    let dom = dump_dom(&app.url("/api/docs")).await;
     assert!(
         dom.contains("opblock"),
         "Swagger UI did not render operations:\n{}",

@@ -196,3 +196,54 @@ async fn extreme_numbers_round_trip_and_nul_is_a_422() {
         1
     );
 }
+
+/// What a newcomer reads: the field and the problem, without the
+/// framework's preamble; a token that is no JWT says so and, outside
+/// staging and production, how to get one; a wrong admin key and a wrong
+/// application key are told apart.
+#[tokio::test]
+async fn error_texts_say_what_to_fix() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let response = app
+        .as_user(app.post("/api/sessions"), &f.key, f.owner)
+        .json(&serde_json::json!({"config_id": "not-a-uuid"}))
+        .send()
+        .await
+        .unwrap();
+    let detail = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(detail.starts_with("config_id: "), "{detail}");
+
+    let response = app
+        .get("/api/users/me/sessions")
+        .header("X-API-Key", &f.key)
+        .bearer_auth("garbage")
+        .send()
+        .await
+        .unwrap();
+    let detail = expect_problem(response, StatusCode::UNAUTHORIZED).await;
+    assert!(detail.contains("not a valid JWT"), "{detail}");
+    assert!(detail.contains("dev-token"), "{detail}");
+
+    let wrong = "amp_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let admin = expect_problem(
+        app.get("/api/applications")
+            .header("X-API-Key", wrong)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let application = expect_problem(
+        app.get("/api/configs")
+            .header("X-API-Key", wrong)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert!(admin.contains("admin key"), "{admin}");
+    assert!(application.contains("application key"), "{application}");
+}

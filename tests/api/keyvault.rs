@@ -4,114 +4,15 @@
 //! authentication challenge. The binary runs as in Azure, trusting the
 //! stand-in's CA through SSL_CERT_FILE.
 
-use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
+use crate::fake_azure::{FakeAzure, TOKEN};
 use crate::helpers::*;
 use crate::process::Served;
-
-struct FakeAzure {
-    dir: tempfile::TempDir,
-    child: Child,
-    identity_port: u16,
-    vault_port: u16,
-}
-
-const TOKEN: &str = "local-managed-identity-token";
-
-impl FakeAzure {
-    fn start(secrets: &Value) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let certs = Command::new(repo_path("scripts/make-test-certs.sh"))
-            .arg(dir.path().join("tls"))
-            .status()
-            .unwrap();
-        assert!(certs.success());
-        std::fs::write(dir.path().join("token"), TOKEN).unwrap();
-        let fake = |dir: &tempfile::TempDir| {
-            Command::new("python3")
-                .arg(repo_path("tests/support/fake_azure.py"))
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        };
-        let mut azure = Self {
-            child: fake(&dir),
-            dir,
-            identity_port: 0,
-            vault_port: 0,
-        };
-        azure.set_secrets(secrets);
-        let ports = azure.dir.path().join("ports.json");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ports.exists() {
-            assert!(Instant::now() < deadline, "fake Azure did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let ports: Value = serde_json::from_str(&std::fs::read_to_string(ports).unwrap()).unwrap();
-        azure.identity_port = ports["identity"].as_u64().unwrap() as u16;
-        azure.vault_port = ports["vault"].as_u64().unwrap() as u16;
-        azure
-    }
-
-    fn set_secrets(&self, secrets: &Value) {
-        let tmp = self.dir.path().join("secrets.json.tmp");
-        std::fs::write(&tmp, secrets.to_string()).unwrap();
-        std::fs::rename(tmp, self.dir.path().join("secrets.json")).unwrap();
-    }
-
-    /// What the stand-ins were asked, in order.
-    fn requests(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap_or_default()
-    }
-
-    /// Settings as App Service / Functions would give them, plus trust in
-    /// the local CA and, for a vault not under vault.azure.net, the
-    /// development-only switch for the challenge-domain check.
-    fn vars(&self, database_url: &str) -> HashMap<String, String> {
-        let mut vars = base_vars(database_url);
-        vars.extend(
-            [
-                (
-                    "IDENTITY_ENDPOINT",
-                    format!("http://127.0.0.1:{}/msi/token", self.identity_port),
-                ),
-                ("IDENTITY_HEADER", "local-identity-header".to_owned()),
-                (
-                    "AZURE_CLIENT_ID",
-                    "11111111-2222-3333-4444-555555555555".to_owned(),
-                ),
-                (
-                    "AZURE_KEYVAULT_URL",
-                    format!("https://localhost:{}", self.vault_port),
-                ),
-                (
-                    "AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE",
-                    "false".to_owned(),
-                ),
-                (
-                    "SSL_CERT_FILE",
-                    self.dir.path().join("tls/ca.crt").display().to_string(),
-                ),
-            ]
-            .map(|(k, v)| (k.to_owned(), v)),
-        );
-        vars
-    }
-}
-
-impl Drop for FakeAzure {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn closed_port_url() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,148 @@
+//! Where the database is, how the service logs in, and how the pool behaves.
+
+use std::time::Duration;
+
+use super::{Environment, SettingsError, Vars};
+
+const DEFAULT_DATABASE_URL: &str =
+    "postgresql+asyncpg://amplifier_dev:dev_password@localhost:5432/amplifier_dev";
+
+/// How the service logs in to PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseAuth {
+    /// The password in the connection string.
+    Password,
+    /// Passwordless: an Entra ID access token of the service's identity,
+    /// fetched per new connection (Azure Database for PostgreSQL).
+    Entra,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// Parsed `DATABASE_URL`; the password inside is never logged
+    /// (`tokio_postgres::Config`'s `Debug` redacts it). `None` only when a
+    /// Key Vault is configured to provide it.
+    pub config: Option<tokio_postgres::Config>,
+    pub pool_max_size: usize,
+    /// Connections opened in the background right after the pool is first
+    /// built, so the first burst of requests does not pay for connecting.
+    /// deadpool keeps no minimum afterwards: idle connections stay open
+    /// until they fail a health check.
+    pub pool_min_size: usize,
+    /// How long a request waits for a connection (including building the
+    /// pool) before it gets a 503.
+    pub pool_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub migrate_on_start: bool,
+    pub auth: DatabaseAuth,
+    /// With Entra login, connections older than this are retired: they
+    /// logged in with a token that has expired by then.
+    pub max_connection_age: Duration,
+}
+
+pub(super) fn from_vars(
+    vars: &Vars<'_>,
+    environment: Environment,
+    key_vault: bool,
+) -> Result<DatabaseSettings, SettingsError> {
+    let url = match vars.get("DATABASE_URL") {
+        Some(url) => Some(url),
+        None if key_vault => None,
+        None if environment.is_deployed() => {
+            return Err(SettingsError::new("DATABASE_URL", "must be set"));
+        }
+        None => Some(DEFAULT_DATABASE_URL),
+    };
+    let database = DatabaseSettings {
+        config: url.map(parse_database_url).transpose()?,
+        pool_max_size: vars.parse_or("DATABASE_POOL_MAX_SIZE", 10)?,
+        pool_min_size: vars.parse_or("DATABASE_POOL_MIN_SIZE", 1)?,
+        pool_timeout: Duration::from_millis(vars.parse_or("DATABASE_POOL_TIMEOUT_MS", 5000)?),
+        connect_timeout: Duration::from_millis(vars.parse_or("DATABASE_CONNECT_TIMEOUT_MS", 5000)?),
+        migrate_on_start: vars.parse_or("MIGRATE_ON_START", true)?,
+        max_connection_age: Duration::from_secs(
+            vars.parse_or("DATABASE_CONNECTION_MAX_AGE_SECONDS", 45 * 60)?,
+        ),
+        auth: match vars.get("DATABASE_AUTH").unwrap_or("password") {
+            "password" => DatabaseAuth::Password,
+            "entra" => DatabaseAuth::Entra,
+            _ => {
+                return Err(SettingsError::new(
+                    "DATABASE_AUTH",
+                    "must be password or entra",
+                ));
+            }
+        },
+    };
+    if database.pool_max_size == 0 {
+        return Err(SettingsError::new(
+            "DATABASE_POOL_MAX_SIZE",
+            "must be at least 1",
+        ));
+    }
+    if database.pool_min_size > database.pool_max_size {
+        return Err(SettingsError::new(
+            "DATABASE_POOL_MIN_SIZE",
+            "must not exceed DATABASE_POOL_MAX_SIZE",
+        ));
+    }
+    Ok(database)
+}
+
+/// Accepts `postgres://`, `postgresql://` and the Python seed's
+/// `postgresql+asyncpg://`. Errors never echo the URL: it holds a password.
+pub fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, SettingsError> {
+    let rest = ["postgresql+asyncpg://", "postgresql://", "postgres://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme))
+        .ok_or_else(|| {
+            SettingsError::new(
+                "DATABASE_URL",
+                "must start with postgres://, postgresql:// or postgresql+asyncpg://",
+            )
+        })?;
+    format!("postgresql://{rest}")
+        .parse()
+        .map_err(|e: tokio_postgres::Error| {
+            SettingsError::new(
+                "DATABASE_URL",
+                format!("is not a valid PostgreSQL URL ({e})"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_schemes() {
+        for url in [
+            "postgres://u:p@h:5433/d",
+            "postgresql://u:p@h:5433/d",
+            "postgresql+asyncpg://u:p@h:5433/d",
+        ] {
+            let c = parse_database_url(url).unwrap();
+            assert_eq!(c.get_user(), Some("u"));
+            assert_eq!(c.get_ports(), &[5433]);
+        }
+        let err = parse_database_url("mysql://u:secretpw@h/d").unwrap_err();
+        assert!(!err.to_string().contains("secretpw"));
+    }
+
+    #[test]
+    fn percent_encoded_entra_user_names_are_decoded() {
+        let c = parse_database_url("postgresql://alice%40contoso.com@h:5432/d").unwrap();
+        assert_eq!(c.get_user(), Some("alice@contoso.com"));
+    }
+
+    #[test]
+    fn sslmode_is_parsed_and_unknown_modes_refused() {
+        use tokio_postgres::config::SslMode;
+        let c = parse_database_url("postgres://u@h/d?sslmode=require").unwrap();
+        assert_eq!(c.get_ssl_mode(), SslMode::Require);
+        let c = parse_database_url("postgres://u@h/d?sslmode=disable").unwrap();
+        assert_eq!(c.get_ssl_mode(), SslMode::Disable);
+        assert!(parse_database_url("postgres://u:hunter2@h/d?sslmode=bogus").is_err());
+    }
+}
