@@ -161,15 +161,37 @@ impl From<DbError> for ApiError {
                     "the service is not ready: its database schema is not usable".to_owned(),
                 )
             }
-            DbError::InvalidValue(message) => {
-                ApiError::Validation(format!("a value cannot be stored: {message}"))
+            // Input is checked field by field before it is stored; should
+            // PostgreSQL still refuse a value, its words (which may echo
+            // the value or name a constraint) stay in the log.
+            DbError::InvalidValue(cause) => {
+                tracing::warn!(%cause, "PostgreSQL refused a value");
+                ApiError::Validation("a value in this request cannot be stored".to_owned())
+            }
+            DbError::Conflict(cause) => {
+                tracing::info!(%cause, "transaction conflict; the client may retry");
+                ApiError::Unavailable(
+                    "the request collided with a concurrent one and changed nothing; retry it"
+                        .to_owned(),
+                )
+            }
+            DbError::Vanished(cause) => {
+                tracing::info!(%cause, "a referenced row was deleted concurrently");
+                ApiError::NotFound(
+                    "what this request refers to was deleted while it ran".to_owned(),
+                )
             }
             DbError::LastOwner => {
                 ApiError::Conflict("a session must keep at least one owner".to_owned())
             }
-            DbError::UniqueViolation(constraint) => ApiError::Conflict(format!(
-                "the request conflicts with an existing record ({constraint})"
+            DbError::ConfigShared(sessions) => ApiError::Conflict(format!(
+                "the config is used by {sessions} session(s) of other applications: \
+                 it cannot be deleted and its yaml_content cannot change"
             )),
+            DbError::UniqueViolation(constraint) => {
+                tracing::info!(%constraint, "unique violation");
+                ApiError::Conflict("the request conflicts with an existing record".to_owned())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

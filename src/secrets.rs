@@ -4,6 +4,7 @@
 //! start-up), cached, and re-resolved when the database rejects the password.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 use azure_core::http::StatusCode;
@@ -13,25 +14,26 @@ use azure_identity::{
 };
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Mutex;
 
-use crate::auth::token::TokenVerifier;
+use crate::refresh::Refreshing;
 use crate::settings::{
     AuthSettings, AzureSettings, CredentialKind, KeyVaultSettings, Settings, check_deployed_secret,
     parse_database_url,
 };
 
+/// How long secrets read from Key Vault stay in use while the vault cannot
+/// be reached.
+const MAX_STALENESS: Duration = Duration::from_secs(24 * 3600);
+
 /// The secrets in use, after resolution.
 pub struct Resolved {
     pub database: tokio_postgres::Config,
-    pub tokens: TokenVerifier,
+    /// The HS256 key of user tokens.
+    pub secret_key: SecretString,
     pub admin_api_key: Option<SecretString>,
-    /// Increases with every resolution, so that concurrent callers who all
-    /// saw a rejected password re-resolve only once.
-    pub generation: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SecretsError {
     /// The vault could not be reached or refused us; never papered over
     /// with environment or development values.
@@ -43,10 +45,14 @@ pub enum SecretsError {
     Invalid(String),
 }
 
+/// The secrets: from the environment, or from Key Vault on first use and
+/// again every `KEYVAULT_REFRESH_SECONDS` (rotations take effect without a
+/// restart); while the vault is down the last good ones are kept (see
+/// `refresh`).
 pub struct Secrets {
     settings: Arc<Settings>,
-    vault: Option<Vault>,
-    current: Mutex<Option<Arc<Resolved>>>,
+    vault: Option<Arc<Vault>>,
+    current: Arc<Refreshing<Resolved, SecretsError>>,
 }
 
 struct Vault {
@@ -67,16 +73,20 @@ impl Secrets {
                 };
                 let client = SecretClient::new(&kv.url, credential, Some(options))
                     .map_err(|e| SecretsError::Vault(e.to_string()))?;
-                Some(Vault {
+                Some(Arc::new(Vault {
                     settings: kv.clone(),
                     client,
-                })
+                }))
             }
         };
+        // Environment values never change while the process runs.
+        let ttl = vault
+            .as_ref()
+            .map_or(Duration::MAX, |v| v.settings.refresh_interval);
         Ok(Self {
             settings,
             vault,
-            current: Mutex::new(None),
+            current: Arc::new(Refreshing::new("Key Vault secrets", ttl, MAX_STALENESS)),
         })
     }
 
@@ -86,87 +96,79 @@ impl Secrets {
 
     /// The secrets in use, resolving them on first call.
     pub async fn get(&self) -> Result<Arc<Resolved>, SecretsError> {
-        let mut current = self.current.lock().await;
-        if let Some(resolved) = current.as_ref() {
-            return Ok(resolved.clone());
-        }
-        let resolved = Arc::new(self.resolve_in_time(0).await?);
-        *current = Some(resolved.clone());
-        Ok(resolved)
+        let (settings, vault) = (self.settings.clone(), self.vault.clone());
+        self.current.get(|| resolve_in_time(settings, vault)).await
     }
 
-    /// Resolves again after `seen` was found stale (a rotated password),
+    /// Resolves again because `seen` was found stale (a rotated password),
     /// unless someone already did.
-    pub async fn refresh(&self, seen: u64) -> Result<Arc<Resolved>, SecretsError> {
-        let mut current = self.current.lock().await;
-        if let Some(resolved) = current.as_ref().filter(|r| r.generation > seen) {
-            return Ok(resolved.clone());
-        }
-        let resolved = Arc::new(self.resolve_in_time(seen + 1).await?);
-        tracing::info!(generation = resolved.generation, "secrets re-resolved");
-        *current = Some(resolved.clone());
+    pub async fn refresh(&self, seen: &Arc<Resolved>) -> Result<Arc<Resolved>, SecretsError> {
+        let (settings, vault) = (self.settings.clone(), self.vault.clone());
+        let resolved = self
+            .current
+            .fetch(
+                |current| Arc::ptr_eq(current, seen),
+                || resolve_in_time(settings, vault),
+            )
+            .await?;
+        tracing::info!("secrets re-resolved");
         Ok(resolved)
     }
+}
 
-    /// Requests wait for the vault no longer than for a connection (the
-    /// SDK's own retries would otherwise hold them for a minute).
-    async fn resolve_in_time(&self, generation: u64) -> Result<Resolved, SecretsError> {
-        let limit = self.settings.database.pool_timeout;
-        let resolved = tokio::time::timeout(limit, self.resolve(generation))
-            .await
-            .map_err(|_| SecretsError::Vault(format!("no answer within {limit:?}")))
-            .and_then(|r| r);
-        if let Err(e) = &resolved {
-            tracing::error!(error = %e, "cannot resolve the service's secrets");
-        }
-        resolved
-    }
+/// Requests wait for the vault no longer than for a connection (the SDK's
+/// own retries would otherwise hold them for a minute).
+async fn resolve_in_time(
+    settings: Arc<Settings>,
+    vault: Option<Arc<Vault>>,
+) -> Result<Resolved, SecretsError> {
+    let limit = settings.database.pool_timeout;
+    tokio::time::timeout(limit, resolve(&settings, vault.as_deref()))
+        .await
+        .map_err(|_| SecretsError::Vault(format!("no answer within {limit:?}")))
+        .and_then(|r| r)
+}
 
-    async fn resolve(&self, generation: u64) -> Result<Resolved, SecretsError> {
-        let settings = &self.settings;
-        let env_db = settings.database.config.clone();
-        let env_auth = settings.auth.clone();
-        let Some(vault) = &self.vault else {
-            return Ok(Resolved {
-                database: env_db
-                    .ok_or_else(|| SecretsError::Invalid("DATABASE_URL is not set".into()))?,
-                tokens: TokenVerifier::new(&env_auth),
-                admin_api_key: env_auth.admin_api_key,
-                generation,
-            });
-        };
-        let names = &vault.settings.names;
-        let (database_url, secret_key, admin_key) = tokio::try_join!(
-            vault.get(&names.database_url),
-            vault.get(&names.secret_key),
-            vault.get(&names.admin_api_key),
-        )?;
-        let database = match database_url {
-            Some(url) => parse_database_url(url.expose_secret()).map_err(|e| {
-                SecretsError::Invalid(format!("{}: {}", names.database_url, e.problem))
-            })?,
-            None => env_db.ok_or_else(|| {
-                SecretsError::Invalid(format!(
-                    "the database URL is neither in Key Vault ({}) nor in DATABASE_URL",
-                    names.database_url
-                ))
-            })?,
-        };
-        let auth = AuthSettings {
-            secret_key: secret_key.unwrap_or(env_auth.secret_key.clone()),
-            admin_api_key: admin_key.or(env_auth.admin_api_key.clone()),
-            ..env_auth
-        };
-        if settings.environment.is_deployed() {
-            check_deployed_secret(&auth).map_err(|e| SecretsError::Invalid(e.to_string()))?;
-        }
-        Ok(Resolved {
-            database,
-            tokens: TokenVerifier::new(&auth),
-            admin_api_key: auth.admin_api_key,
-            generation,
-        })
+async fn resolve(settings: &Settings, vault: Option<&Vault>) -> Result<Resolved, SecretsError> {
+    let env_db = settings.database.config.clone();
+    let env_auth = settings.auth.clone();
+    let Some(vault) = vault else {
+        return Ok(Resolved {
+            database: env_db
+                .ok_or_else(|| SecretsError::Invalid("DATABASE_URL is not set".into()))?,
+            secret_key: env_auth.secret_key,
+            admin_api_key: env_auth.admin_api_key,
+        });
+    };
+    let names = &vault.settings.names;
+    let (database_url, secret_key, admin_key) = tokio::try_join!(
+        vault.get(&names.database_url),
+        vault.get(&names.secret_key),
+        vault.get(&names.admin_api_key),
+    )?;
+    let database = match database_url {
+        Some(url) => parse_database_url(url.expose_secret())
+            .map_err(|e| SecretsError::Invalid(format!("{}: {}", names.database_url, e.problem)))?,
+        None => env_db.ok_or_else(|| {
+            SecretsError::Invalid(format!(
+                "the database URL is neither in Key Vault ({}) nor in DATABASE_URL",
+                names.database_url
+            ))
+        })?,
+    };
+    let auth = AuthSettings {
+        secret_key: secret_key.unwrap_or(env_auth.secret_key.clone()),
+        admin_api_key: admin_key.or(env_auth.admin_api_key.clone()),
+        ..env_auth
+    };
+    if settings.environment.is_deployed() {
+        check_deployed_secret(&auth).map_err(|e| SecretsError::Invalid(e.to_string()))?;
     }
+    Ok(Resolved {
+        database,
+        secret_key: auth.secret_key,
+        admin_api_key: auth.admin_api_key,
+    })
 }
 
 impl Vault {

@@ -12,12 +12,12 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::api;
 use crate::error::ApiError;
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::telemetry;
 
 pub struct Application {
     listener: TcpListener,
@@ -57,10 +57,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".to_owned()).into_response()
         }))
+        .layer(axum::middleware::from_fn(telemetry::log_request))
         .with_state(state);
     match cors(&origins) {
         Some(cors) => router.layer(cors),

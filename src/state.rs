@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::token::TokenVerifier;
 use crate::db::Database;
 use crate::db::entra::EntraPassword;
 use crate::secrets::{Secrets, SecretsError, credential};
@@ -11,8 +12,10 @@ use crate::settings::{DatabaseAuth, Settings};
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Arc<Database>,
-    /// Token verification and the admin key, resolved on first use.
+    /// The database URL, the HS256 key and the admin key, resolved on first use.
     pub secrets: Arc<Secrets>,
+    /// User tokens (with RS256, the identity provider's keys).
+    pub tokens: Arc<TokenVerifier>,
 }
 
 impl AppState {
@@ -25,6 +28,7 @@ impl AppState {
             DatabaseAuth::Entra => Some(Arc::new(EntraPassword::new(credential(&settings.azure)?))),
         };
         Ok(Self {
+            tokens: Arc::new(TokenVerifier::new(&settings.auth)),
             db: Arc::new(Database::new(
                 settings.database.clone(),
                 secrets.clone(),

@@ -5,13 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::extract::{JsonBody, PathParams};
-use super::validate::{AppId, Name};
+use super::validate::{AppId, JsonObject, Name};
 use crate::auth::{Admin, api_key};
-use crate::db::applications::{self, Application, ApplicationChanges};
+use crate::db::applications::{self, Application, ApplicationChanges, Taken};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
@@ -20,9 +19,9 @@ use crate::state::AppState;
 pub struct CreateApplication {
     app_id: AppId,
     app_name: Name,
+    /// Free-form settings; at most 64 KiB as JSON.
     #[serde(default)]
-    #[schema(value_type = Object)]
-    settings: Map<String, Value>,
+    settings: JsonObject,
 }
 
 /// The only response that ever contains a key.
@@ -58,8 +57,8 @@ pub struct ApplicationList {
 pub struct UpdateApplication {
     app_name: Option<Name>,
     is_active: Option<bool>,
-    #[schema(value_type = Option<Object>)]
-    settings: Option<Map<String, Value>>,
+    /// Replaces the settings; at most 64 KiB as JSON.
+    settings: Option<JsonObject>,
 }
 
 fn not_found(app_id: &str) -> ApiError {
@@ -86,7 +85,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<ApplicationWithKey>), ApiError> {
     let (key, key_hash) = api_key::generate();
     let client = state.db.client().await?;
-    let settings = Value::Object(body.settings);
+    let settings = body.settings.to_value();
     let app = applications::insert(
         &client,
         body.app_id.as_str(),
@@ -95,11 +94,14 @@ pub async fn create(
         &settings,
     )
     .await?
-    .ok_or_else(|| {
-        ApiError::Conflict(format!(
-            "application {} already exists",
-            body.app_id.as_str()
-        ))
+    .map_err(|taken| {
+        let app_id = body.app_id.as_str();
+        ApiError::Conflict(match taken {
+            Taken::InUse => format!("application {app_id} already exists"),
+            Taken::Retired => format!(
+                "application id {app_id} belonged to a deleted application; ids are never reused"
+            ),
+        })
     })?;
     tracing::info!(app_id = %app.app_id, "application created");
     Ok((StatusCode::CREATED, Json(ApplicationWithKey::new(app, key))))
@@ -174,7 +176,7 @@ pub async fn update(
             "nothing to update: give app_name, is_active or settings".to_owned(),
         ));
     }
-    let settings = body.settings.map(Value::Object);
+    let settings = body.settings.as_ref().map(JsonObject::to_value);
     let client = state.db.client().await?;
     let changes = ApplicationChanges {
         app_name: body.app_name.as_ref().map(Name::as_str),
@@ -213,7 +215,8 @@ pub async fn rotate_key(
     Ok(Json(ApplicationWithKey::new(app, key)))
 }
 
-/// Deletes the application. Its configs and sessions stay; its key is refused.
+/// Deletes the application: its key is refused at once and its id is never
+/// registered again. Its configs and sessions stay.
 #[utoipa::path(
     delete, path = "/api/applications/{app_id}", operation_id = "delete-application", tag = "applications",
     params(("app_id" = String, Path, description = "The application's id")),

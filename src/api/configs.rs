@@ -2,8 +2,6 @@
 //! config by id; lists show an application its own; only the creating
 //! application or the admin may change or delete one.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +11,7 @@ use uuid::Uuid;
 
 use super::cursor;
 use super::extract::{JsonBody, PathParams, QueryParams};
-use super::validate::{Name, YamlText, nullable};
+use super::validate::{Name, Tags, Text, YamlText, nullable};
 use crate::auth::{AppCaller, AppOrAdmin};
 use crate::db::configs::{self, Config, ConfigChanges, ConfigWrite, ConfigsAfter, NewConfig};
 use crate::error::{ApiError, Problem};
@@ -23,10 +21,11 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct CreateConfig {
     name: Name,
-    description: Option<String>,
+    description: Option<Text>,
     yaml_content: YamlText,
+    /// String values; at most 64 KiB as JSON.
     #[serde(default)]
-    tags: HashMap<String, String>,
+    tags: Tags,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -36,9 +35,11 @@ pub struct UpdateConfig {
     /// `null` clears the description.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
-    description: Option<Option<String>>,
+    description: Option<Option<Text>>,
+    /// Refused (409) while sessions of other applications use the config.
     yaml_content: Option<YamlText>,
-    tags: Option<HashMap<String, String>>,
+    /// Replaces the tags: string values, at most 64 KiB as JSON.
+    tags: Option<Tags>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -73,13 +74,6 @@ fn settle<T>(write: ConfigWrite<T>, config_id: Uuid) -> Result<T, ApiError> {
     }
 }
 
-fn tags_json(tags: &HashMap<String, String>) -> serde_json::Value {
-    tags.iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
-}
-
 /// Stores a config. `yaml_content` must parse as YAML (422 with the
 /// parser's line and column otherwise).
 #[utoipa::path(
@@ -99,14 +93,14 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateConfig>,
 ) -> Result<(StatusCode, Json<Config>), ApiError> {
-    let tags = tags_json(&body.tags);
+    let tags = body.tags.to_value();
     let client = state.db.client().await?;
     let config = configs::insert(
         &client,
         &caller.app_id,
         &NewConfig {
             name: body.name.as_str(),
-            description: body.description.as_deref(),
+            description: body.description.as_ref().map(Text::as_str),
             yaml_content: body.yaml_content.as_str(),
             tags: &tags,
         },
@@ -135,9 +129,11 @@ pub async fn list(
     let after: Option<ConfigsAfter> = query.cursor.as_deref().map(cursor::decode).transpose()?;
     let client = state.db.client().await?;
     let rows = configs::list(&client, &caller.app_id, after.as_ref(), limit + 1).await?;
-    let (configs, next_cursor) = cursor::page(rows, limit, |c: &Config| ConfigsAfter {
-        created_at: c.created_at,
-        config_id: c.config_id,
+    let (configs, next_cursor) = cursor::page(rows, limit, cursor::MAX_PAGE_BYTES, |c: &Config| {
+        ConfigsAfter {
+            created_at: c.created_at,
+            config_id: c.config_id,
+        }
     });
     Ok(Json(ConfigPage {
         configs,
@@ -199,10 +195,13 @@ pub async fn update(
             "nothing to update: give name, description, yaml_content or tags".to_owned(),
         ));
     }
-    let tags = body.tags.as_ref().map(tags_json);
+    let tags = body.tags.as_ref().map(Tags::to_value);
     let changes = ConfigChanges {
         name: body.name.as_ref().map(Name::as_str),
-        description: body.description.as_ref().map(Option::as_deref),
+        description: body
+            .description
+            .as_ref()
+            .map(|d| d.as_ref().map(Text::as_str)),
         yaml_content: body.yaml_content.as_ref().map(YamlText::as_str),
         tags: tags.as_ref(),
     };

@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::extract::{JsonBody, PathParams};
 use super::idempotency::{self, IdempotencyKey, JsonResponse};
+use super::validate::{JsonObject, Message};
 use crate::auth::UserCaller;
 use crate::db::Guarded;
 use crate::db::sessions::{self, Session, SessionChanges, SessionView};
@@ -26,9 +26,9 @@ const MAX_MESSAGES: usize = 100;
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     config_id: Uuid,
+    /// Free-form; at most 64 KiB as JSON.
     #[serde(default)]
-    #[schema(value_type = Object)]
-    metadata: Map<String, Value>,
+    metadata: JsonObject,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -55,9 +55,8 @@ impl SessionStatus {
 #[serde(deny_unknown_fields)]
 pub struct UpdateSession {
     status: Option<SessionStatus>,
-    /// Replaces the whole metadata object.
-    #[schema(value_type = Option<Object>)]
-    metadata: Option<Map<String, Value>>,
+    /// Replaces the whole metadata object; at most 64 KiB as JSON.
+    metadata: Option<JsonObject>,
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -65,7 +64,7 @@ pub struct UpdateSession {
 pub struct AppendMessages {
     /// 1 to 100 message objects, appended in order.
     #[schema(value_type = Vec<Object>, min_items = 1, max_items = 100)]
-    messages: Vec<Map<String, Value>>,
+    messages: Vec<Message>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -123,7 +122,7 @@ async fn create_in(
     caller: &UserCaller,
     body: &CreateSession,
 ) -> Result<JsonResponse, ApiError> {
-    let metadata = Value::Object(body.metadata.clone());
+    let metadata = body.metadata.to_value();
     let session = sessions::create(
         client,
         body.config_id,
@@ -231,7 +230,7 @@ pub async fn update(
             "nothing to update: give status or metadata".to_owned(),
         ));
     }
-    let metadata = body.metadata.map(Value::Object);
+    let metadata = body.metadata.as_ref().map(JsonObject::to_value);
     let changes = SessionChanges {
         status: body.status.map(SessionStatus::as_str),
         metadata: metadata.as_ref(),

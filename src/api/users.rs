@@ -82,10 +82,13 @@ pub async fn sessions(
         query.cursor.as_deref().map(cursor::decode).transpose()?;
     let client = state.db.client().await?;
     let rows = participants::sessions_of_user(&client, user_id, after.as_ref(), limit + 1).await?;
-    let (sessions, next_cursor) = cursor::page(rows, limit, |s: &UserSession| UserSessionsAfter {
-        last_active_at: s.last_active_at,
-        session_id: s.session_id,
-    });
+    let (sessions, next_cursor) =
+        cursor::page(rows, limit, cursor::MAX_PAGE_BYTES, |s: &UserSession| {
+            UserSessionsAfter {
+                last_active_at: s.last_active_at,
+                session_id: s.session_id,
+            }
+        });
     Ok(Json(UserSessions {
         user_id,
         sessions,

@@ -2,7 +2,10 @@
 //! handlers never re-validate ("parse, don't validate"). Each is
 //! deserialized through `TryFrom<String>`, so a failure names the field.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::HashMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// `^[a-z0-9-]{3,100}$`: safe in URLs, logs and as a primary key.
@@ -72,6 +75,142 @@ impl Name {
     }
 }
 
+/// Free text (a config's description): anything PostgreSQL can store.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String")]
+#[schema(value_type = String)]
+pub struct Text(String);
+
+impl TryFrom<String> for Text {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        if value.contains('\0') {
+            return Err("must not contain the NUL character".to_owned());
+        }
+        Ok(Self(value))
+    }
+}
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The most a `metadata`, `settings` or `tags` object may hold, as JSON.
+pub const MAX_OBJECT_BYTES: usize = 64 * 1024;
+
+/// A JSON value PostgreSQL can store: JSONB refuses the NUL character
+/// (`\u0000`) in strings and keys. Checked here so the answer names the
+/// field instead of echoing the server.
+fn check_storable(value: &Value) -> Result<(), String> {
+    let nul = || Err("must not contain the NUL character (\\u0000) in any string".to_owned());
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(s) if s.contains('\0') => return nul(),
+            Value::Array(items) => pending.extend(items),
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    return nul();
+                }
+                pending.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A JSON object of at most [`MAX_OBJECT_BYTES`] as JSON, storable as JSONB
+/// (session `metadata`, application `settings`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(try_from = "Map<String, Value>")]
+#[schema(value_type = Object)]
+pub struct JsonObject(Map<String, Value>);
+
+impl TryFrom<Map<String, Value>> for JsonObject {
+    type Error = String;
+    fn try_from(map: Map<String, Value>) -> Result<Self, String> {
+        let value = Value::Object(map);
+        check_storable(&value)?;
+        check_size(&value)?;
+        let Value::Object(map) = value else {
+            unreachable!("built as an object above")
+        };
+        Ok(Self(map))
+    }
+}
+
+fn check_size(value: &Value) -> Result<(), String> {
+    let bytes = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+    if bytes > MAX_OBJECT_BYTES {
+        return Err(format!(
+            "must be at most {MAX_OBJECT_BYTES} bytes as JSON (64 KiB), not {bytes}"
+        ));
+    }
+    Ok(())
+}
+
+impl Serialize for JsonObject {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl JsonObject {
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+}
+
+/// A config's tags: string values, at most [`MAX_OBJECT_BYTES`] as JSON.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(try_from = "HashMap<String, String>")]
+#[schema(value_type = HashMap<String, String>)]
+pub struct Tags(Map<String, Value>);
+
+impl TryFrom<HashMap<String, String>> for Tags {
+    type Error = String;
+    fn try_from(tags: HashMap<String, String>) -> Result<Self, String> {
+        let map: Map<String, Value> = tags
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        Ok(Self(JsonObject::try_from(map)?.0))
+    }
+}
+
+impl Tags {
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+}
+
+/// One transcript message: any JSON object PostgreSQL can store.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(try_from = "Map<String, Value>")]
+#[schema(value_type = Object)]
+pub struct Message(Map<String, Value>);
+
+impl TryFrom<Map<String, Value>> for Message {
+    type Error = String;
+    fn try_from(map: Map<String, Value>) -> Result<Self, String> {
+        let value = Value::Object(map);
+        check_storable(&value)?;
+        let Value::Object(map) = value else {
+            unreachable!("built as an object above")
+        };
+        Ok(Self(map))
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 /// Non-empty text that parses as YAML.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String")]
@@ -90,31 +229,62 @@ impl TryFrom<String> for YamlText {
 /// Nesting deeper than this is refused: no real config needs it, and it
 /// bounds the work of checking a 1 MiB document.
 const MAX_YAML_DEPTH: usize = 64;
+/// Nodes that aliases may add when a reader expands them. Every reader of
+/// a config expands them, so a "billion laughs" document (aliases of
+/// aliases) would cost each of them exponential memory; real configs
+/// reuse a few blocks.
+pub const MAX_YAML_ALIAS_NODES: u64 = 10_000;
 
 /// Parses with the pull parser (whose state is a loop, not recursion, so a
-/// hostile document cannot exhaust the stack) and keeps nothing.
+/// hostile document cannot exhaust the stack) and keeps nothing but, per
+/// anchor, how many nodes its expansion holds.
 fn check_yaml(text: &str) -> Result<(), String> {
     use yaml_rust2::parser::{Event, Parser};
     let at = |m: &yaml_rust2::scanner::Marker| format!("line {} column {}", m.line(), m.col() + 1);
     let mut parser = Parser::new_from_str(text);
-    let mut depth = 0usize;
+    // Open collections: (anchor id, nodes in their expansion so far).
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    let mut anchored: HashMap<usize, u64> = HashMap::new();
+    let mut alias_nodes = 0u64;
     loop {
         let (event, mark) = parser
             .next_token()
             .map_err(|e| format!("is not valid YAML: {} at {}", e.info(), at(e.marker())))?;
-        match event {
-            Event::SequenceStart(..) | Event::MappingStart(..) => {
-                depth += 1;
-                if depth > MAX_YAML_DEPTH {
+        let done = match event {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if open.len() >= MAX_YAML_DEPTH {
                     return Err(format!(
                         "nests deeper than {MAX_YAML_DEPTH} levels at {}",
                         at(&mark)
                     ));
                 }
+                open.push((anchor, 1));
+                None
             }
-            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::SequenceEnd | Event::MappingEnd => open.pop(),
+            Event::Scalar(_, _, anchor, _) => Some((anchor, 1)),
+            Event::Alias(anchor) => {
+                let nodes = anchored.get(&anchor).copied().unwrap_or(1);
+                alias_nodes = alias_nodes.saturating_add(nodes);
+                if alias_nodes > MAX_YAML_ALIAS_NODES {
+                    return Err(format!(
+                        "expands its aliases to more than {MAX_YAML_ALIAS_NODES} nodes at {}",
+                        at(&mark)
+                    ));
+                }
+                Some((0, nodes))
+            }
             Event::StreamEnd => return Ok(()),
-            _ => {}
+            _ => None,
+        };
+        // A finished node counts in its parent; an anchored one is remembered.
+        if let Some((anchor, nodes)) = done {
+            if anchor > 0 {
+                anchored.insert(anchor, nodes);
+            }
+            if let Some(parent) = open.last_mut() {
+                parent.1 = parent.1.saturating_add(nodes);
+            }
         }
     }
 }
@@ -170,5 +340,39 @@ mod tests {
         assert!(err.contains("deeper"), "{err}");
         let flow = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(YamlText::try_from(flow).is_err());
+    }
+
+    #[test]
+    fn billion_laughs_is_refused_naming_the_line_and_reuse_is_fine() {
+        let mut doc = "a: &a [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n".to_owned();
+        for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            doc.push_str(&format!("{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let err = YamlText::try_from(doc).unwrap_err();
+        assert!(err.contains("aliases") && err.contains("line 5"), "{err}");
+        let reuse = "defaults: &d {model: gpt, temperature: 0.2}\nfast: *d\nslow: *d\n";
+        assert!(YamlText::try_from(reuse.to_owned()).is_ok());
+    }
+
+    #[test]
+    fn objects_are_bounded_and_storable() {
+        let big = serde_json::json!({"x": "a".repeat(MAX_OBJECT_BYTES)});
+        let Value::Object(map) = big else {
+            unreachable!()
+        };
+        assert!(JsonObject::try_from(map).unwrap_err().contains("64 KiB"));
+        let nul = serde_json::json!({"nested": [{"k": "a\u{0}b"}]});
+        let Value::Object(map) = nul else {
+            unreachable!()
+        };
+        assert!(JsonObject::try_from(map).unwrap_err().contains("NUL"));
+        let ok = serde_json::json!({"title": "hi", "n": [1, 2]});
+        let Value::Object(map) = ok else {
+            unreachable!()
+        };
+        assert!(JsonObject::try_from(map).is_ok());
     }
 }

@@ -201,7 +201,7 @@ async fn user(parts: &Parts, state: &AppState) -> Result<Uuid, ApiError> {
             )
         })?;
     let secrets = state.secrets.get().await.map_err(DbError::from)?;
-    match secrets.tokens.verify(token).await {
+    match state.tokens.verify(token, &secrets.secret_key).await {
         Ok(user) => Ok(user),
         Err(TokenError::KeysUnavailable(cause)) => {
             tracing::warn!(%cause, "cannot fetch token signing keys");

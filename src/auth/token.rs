@@ -4,15 +4,16 @@
 //! never at start-up.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::refresh::Refreshing;
 use crate::settings::{AuthSettings, KeySource, TokenAlgorithm};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -21,8 +22,11 @@ const LEEWAY_SECONDS: u64 = 30;
 /// with made-up key ids cannot make us hammer the identity provider.
 const UNKNOWN_KID_REFRESH: Duration = Duration::from_secs(60);
 const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long fetched signing keys stay in use while the provider cannot be
+/// reached (providers publish new keys well before they sign with them).
+const KEYS_MAX_STALENESS: Duration = Duration::from_secs(24 * 3600);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
     /// Not a JWT at all (not three base64url parts of JSON).
     #[error("the bearer token is not a valid JWT")]
@@ -36,29 +40,23 @@ pub enum TokenError {
     KeysUnavailable(String),
 }
 
+/// Verifies user tokens. Built once per process: with RS256 it keeps the
+/// identity provider's keys; with HS256 the key is a secret, passed to
+/// [`TokenVerifier::verify`] as currently resolved.
 pub struct TokenVerifier {
-    keys: Keys,
+    /// `None` for HS256.
+    jwks: Option<JwksCache>,
     validation: Validation,
     user_claim: String,
-}
-
-enum Keys {
-    Secret(DecodingKey),
-    Jwks(Box<JwksCache>),
 }
 
 impl TokenVerifier {
     pub fn new(auth: &AuthSettings) -> Self {
         let tokens = &auth.tokens;
-        let (keys, algorithm) = match &tokens.algorithm {
-            TokenAlgorithm::Hs256 => (
-                Keys::Secret(DecodingKey::from_secret(
-                    auth.secret_key.expose_secret().as_bytes(),
-                )),
-                Algorithm::HS256,
-            ),
+        let (jwks, algorithm) = match &tokens.algorithm {
+            TokenAlgorithm::Hs256 => (None, Algorithm::HS256),
             TokenAlgorithm::Rs256 { keys } => (
-                Keys::Jwks(Box::new(JwksCache::new(keys.clone(), tokens.jwks_ttl))),
+                Some(JwksCache::new(keys.clone(), tokens.jwks_ttl)),
                 Algorithm::RS256,
             ),
         };
@@ -84,18 +82,19 @@ impl TokenVerifier {
         }
         validation.set_required_spec_claims(&required);
         Self {
-            keys,
+            jwks,
             validation,
             user_claim: auth.user_claim.clone(),
         }
     }
 
-    /// The user id the token vouches for.
-    pub async fn verify(&self, token: &str) -> Result<Uuid, TokenError> {
+    /// The user id the token vouches for; `secret_key` is the HS256 key
+    /// (unused with RS256).
+    pub async fn verify(&self, token: &str, secret_key: &SecretString) -> Result<Uuid, TokenError> {
         let invalid = rejected;
-        let key = match &self.keys {
-            Keys::Secret(key) => key.clone(),
-            Keys::Jwks(cache) => {
+        let key = match &self.jwks {
+            None => DecodingKey::from_secret(secret_key.expose_secret().as_bytes()),
+            Some(cache) => {
                 let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
                 if header.alg != Algorithm::RS256 {
                     return Err(TokenError::Invalid("the algorithm must be RS256".into()));
@@ -136,19 +135,15 @@ fn rejected(e: jsonwebtoken::errors::Error) -> TokenError {
     TokenError::Invalid(reason)
 }
 
-/// The identity provider's signing keys, cached for `ttl`.
+/// The identity provider's signing keys: fetched on first use, refreshed
+/// after `ttl`, and kept (stale-while-error) up to [`KEYS_MAX_STALENESS`]
+/// while the provider is down (see `refresh`).
 struct JwksCache {
     source: KeySource,
-    ttl: Duration,
     http: reqwest::Client,
-    state: Mutex<CacheState>,
-}
-
-#[derive(Default)]
-struct CacheState {
-    keys: Option<(JwkSet, Instant)>,
+    keys: Arc<Refreshing<JwkSet, TokenError>>,
     /// When an unknown `kid` last forced a fetch.
-    last_forced: Option<Instant>,
+    last_forced: std::sync::Mutex<Option<Instant>>,
 }
 
 impl JwksCache {
@@ -159,35 +154,39 @@ impl JwksCache {
             .expect("an HTTP client with default TLS settings");
         Self {
             source,
-            ttl,
             http,
-            state: Mutex::new(CacheState::default()),
+            keys: Arc::new(Refreshing::new(
+                "token signing keys",
+                ttl,
+                KEYS_MAX_STALENESS,
+            )),
+            last_forced: std::sync::Mutex::new(None),
         }
     }
 
-    /// The key named `kid`. Concurrent callers wait for one fetch (the lock
-    /// is held across it).
+    /// The key named `kid`.
     async fn key(&self, kid: &str) -> Result<DecodingKey, TokenError> {
-        let mut state = self.state.lock().await;
-        let fresh = state
-            .keys
-            .as_ref()
-            .is_some_and(|(_, at)| at.elapsed() < self.ttl);
-        if !fresh {
-            state.keys = Some((self.fetch().await?, Instant::now()));
-        }
-        if let Some(key) = find(&state, kid)? {
+        let fetch = || fetch_jwks(self.http.clone(), self.source.clone());
+        let set = self.keys.get(fetch).await?;
+        if let Some(key) = find(&set, kid)? {
             return Ok(key);
         }
         // A new key may have been published since we fetched: look again,
         // but not more than once a minute.
-        let may_refresh = state
-            .last_forced
-            .is_none_or(|at| at.elapsed() >= UNKNOWN_KID_REFRESH);
-        if fresh && may_refresh {
-            state.last_forced = Some(Instant::now());
-            state.keys = Some((self.fetch().await?, Instant::now()));
-            if let Some(key) = find(&state, kid)? {
+        let may_refresh = {
+            let mut last = self.last_forced.lock().expect("kid refresh time");
+            let may = last.is_none_or(|at| at.elapsed() >= UNKNOWN_KID_REFRESH);
+            if may {
+                *last = Some(Instant::now());
+            }
+            may
+        };
+        if may_refresh {
+            let set = self
+                .keys
+                .fetch(|current| Arc::ptr_eq(current, &set), fetch)
+                .await?;
+            if let Some(key) = find(&set, kid)? {
                 return Ok(key);
             }
         }
@@ -195,53 +194,48 @@ impl JwksCache {
             "no signing key with kid {kid:?}"
         )))
     }
-
-    async fn fetch(&self) -> Result<JwkSet, TokenError> {
-        let unavailable = |e: reqwest::Error| TokenError::KeysUnavailable(e.to_string());
-        let url = match &self.source {
-            KeySource::Jwks(url) => url.clone(),
-            KeySource::Discovery(issuer) => {
-                let discovery = format!(
-                    "{}/.well-known/openid-configuration",
-                    issuer.trim_end_matches('/')
-                );
-                let document: Value = self
-                    .http
-                    .get(&discovery)
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .map_err(unavailable)?
-                    .json()
-                    .await
-                    .map_err(unavailable)?;
-                document["jwks_uri"]
-                    .as_str()
-                    .ok_or_else(|| {
-                        TokenError::KeysUnavailable("the discovery document has no jwks_uri".into())
-                    })?
-                    .to_owned()
-            }
-        };
-        let keys = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)?;
-        tracing::info!(%url, "fetched token signing keys");
-        Ok(keys)
-    }
 }
 
-fn find(state: &CacheState, kid: &str) -> Result<Option<DecodingKey>, TokenError> {
-    let Some((set, _)) = &state.keys else {
-        return Ok(None);
+async fn fetch_jwks(http: reqwest::Client, source: KeySource) -> Result<JwkSet, TokenError> {
+    let unavailable = |e: reqwest::Error| TokenError::KeysUnavailable(e.to_string());
+    let url = match &source {
+        KeySource::Jwks(url) => url.clone(),
+        KeySource::Discovery(issuer) => {
+            let discovery = format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            );
+            let document: Value = http
+                .get(&discovery)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(unavailable)?
+                .json()
+                .await
+                .map_err(unavailable)?;
+            document["jwks_uri"]
+                .as_str()
+                .ok_or_else(|| {
+                    TokenError::KeysUnavailable("the discovery document has no jwks_uri".into())
+                })?
+                .to_owned()
+        }
     };
+    let keys = http
+        .get(&url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(unavailable)?
+        .json()
+        .await
+        .map_err(unavailable)?;
+    tracing::info!(%url, "fetched token signing keys");
+    Ok(keys)
+}
+
+fn find(set: &JwkSet, kid: &str) -> Result<Option<DecodingKey>, TokenError> {
     set.find(kid)
         .map(|jwk| {
             DecodingKey::from_jwk(jwk)
@@ -287,7 +281,10 @@ mod tests {
         let user = Uuid::new_v4();
         let token = issue_dev_token(&auth, user, 60);
         assert_eq!(
-            TokenVerifier::new(&auth).verify(&token).await.unwrap(),
+            TokenVerifier::new(&auth)
+                .verify(&token, &auth.secret_key)
+                .await
+                .unwrap(),
             user
         );
     }
@@ -304,13 +301,13 @@ mod tests {
             &EncodingKey::from_secret(b"another key"),
         )
         .unwrap();
-        assert!(verifier.verify(&wrong_key).await.is_err());
+        assert!(verifier.verify(&wrong_key, &auth.secret_key).await.is_err());
         let hs512 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),
             &claims,
             &EncodingKey::from_secret(auth.secret_key.expose_secret().as_bytes()),
         )
         .unwrap();
-        assert!(verifier.verify(&hs512).await.is_err());
+        assert!(verifier.verify(&hs512, &auth.secret_key).await.is_err());
     }
 }

@@ -42,14 +42,24 @@ pub struct KeyOwner {
     pub is_active: bool,
 }
 
-/// Inserts a new application; `Ok(None)` when `app_id` is taken.
+/// Why an application id cannot be registered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// An application has it.
+    InUse,
+    /// A deleted application had it: ids are never reused.
+    Retired,
+}
+
+/// Inserts a new application; `Err(Taken)` when `app_id` is in use or was
+/// used by a deleted application.
 pub async fn insert(
     client: &impl GenericClient,
     app_id: &str,
     app_name: &str,
     api_key_hash: &str,
     settings: &Value,
-) -> Result<Option<Application>, DbError> {
+) -> Result<Result<Application, Taken>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
             "INSERT INTO applications (app_id, app_name, api_key_hash, settings)
@@ -61,7 +71,21 @@ pub async fn insert(
     let row = client
         .query_opt(&stmt, &[&app_id, &app_name, &api_key_hash, settings])
         .await?;
-    Ok(row.as_ref().map(Application::from))
+    if let Some(row) = row {
+        return Ok(Ok(Application::from(&row)));
+    }
+    let stmt = client
+        .prepare_cached("SELECT deleted_at IS NOT NULL FROM applications WHERE app_id = $1")
+        .await?;
+    let retired = client
+        .query_opt(&stmt, &[&app_id])
+        .await?
+        .is_some_and(|row| row.get(0));
+    Ok(Err(if retired {
+        Taken::Retired
+    } else {
+        Taken::InUse
+    }))
 }
 
 /// The application holding the key with this SHA-256 hash, if any.
@@ -79,11 +103,13 @@ pub async fn find_by_key_hash(
     }))
 }
 
-/// All applications, oldest first (there are few: one per client product).
+/// All applications but deleted ones, oldest first (there are few: one per
+/// client product).
 pub async fn list(client: &impl GenericClient) -> Result<Vec<Application>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM applications ORDER BY created_at, app_id"
+            "SELECT {COLUMNS} FROM applications WHERE deleted_at IS NULL
+             ORDER BY created_at, app_id"
         ))
         .await?;
     Ok(client
@@ -100,7 +126,7 @@ pub async fn get(
 ) -> Result<Option<Application>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM applications WHERE app_id = $1"
+            "SELECT {COLUMNS} FROM applications WHERE app_id = $1 AND deleted_at IS NULL"
         ))
         .await?;
     Ok(client
@@ -128,7 +154,7 @@ pub async fn update(
              SET app_name = COALESCE($2, app_name),
                  is_active = COALESCE($3, is_active),
                  settings = COALESCE($4::jsonb, settings)
-             WHERE app_id = $1
+             WHERE app_id = $1 AND deleted_at IS NULL
              RETURNING {COLUMNS}"
         ))
         .await?;
@@ -154,18 +180,33 @@ pub async fn rotate_key(
 ) -> Result<Option<Application>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
-            "UPDATE applications SET api_key_hash = $2 WHERE app_id = $1 RETURNING {COLUMNS}"
+            "UPDATE applications SET api_key_hash = $2
+             WHERE app_id = $1 AND deleted_at IS NULL
+             RETURNING {COLUMNS}"
         ))
         .await?;
     let row = client.query_opt(&stmt, &[&app_id, &api_key_hash]).await?;
     Ok(row.as_ref().map(Application::from))
 }
 
-/// Deletes the application; `false` when there was none. Its configs and
-/// sessions stay (they belong to users); its key stops working.
+/// Deletes the application; `false` when there was none. Its row stays as
+/// a tombstone so that the id is never registered again; its key stops
+/// working (a value no SHA-256 hex digest equals) and its idempotency
+/// records go. Its configs and sessions stay (they belong to users).
 pub async fn delete(client: &impl GenericClient, app_id: &str) -> Result<bool, DbError> {
     let stmt = client
-        .prepare_cached("DELETE FROM applications WHERE app_id = $1")
+        .prepare_cached(
+            "WITH retired AS (
+                 UPDATE applications
+                 SET deleted_at = now(), is_active = false, api_key_hash = 'deleted:' || app_id
+                 WHERE app_id = $1 AND deleted_at IS NULL
+                 RETURNING app_id
+             ), forgotten AS (
+                 DELETE FROM idempotency_keys WHERE app_id IN (SELECT app_id FROM retired)
+             )
+             SELECT count(*) FROM retired",
+        )
         .await?;
-    Ok(client.execute(&stmt, &[&app_id]).await? > 0)
+    let retired: i64 = client.query_one(&stmt, &[&app_id]).await?.get(0);
+    Ok(retired > 0)
 }

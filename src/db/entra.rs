@@ -23,10 +23,15 @@ use super::DbError;
 pub const SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
 /// A token is replaced when it has less than this left.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// After a failed fetch, callers use the current token (while it is valid)
+/// or get the failure, for this long, instead of each trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub struct EntraPassword {
     credential: Arc<dyn TokenCredential>,
     current: RwLock<Option<(SecretString, OffsetDateTime)>>,
+    /// The last failed fetch, until one succeeds.
+    failed: RwLock<Option<(String, std::time::Instant)>>,
     fetching: tokio::sync::Mutex<()>,
 }
 
@@ -35,12 +40,14 @@ impl EntraPassword {
         Self {
             credential,
             current: RwLock::new(None),
+            failed: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(()),
         }
     }
 
-    fn usable(&self) -> bool {
-        let margin = azure_core::time::Duration::try_from(REFRESH_MARGIN).expect("five minutes");
+    /// Whether the current token lives longer than `margin`.
+    fn lives_beyond(&self, margin: Duration) -> bool {
+        let margin = azure_core::time::Duration::try_from(margin).expect("a short duration");
         self.current
             .read()
             .expect("token lock")
@@ -49,24 +56,44 @@ impl EntraPassword {
     }
 
     /// Makes sure a token with some life left is cached (before a pool
-    /// checkout that may have to open a connection).
+    /// checkout that may have to open a connection). One fetch at a time;
+    /// when it fails, a token that has not yet expired is used on
+    /// (stale-while-error), and callers within [`RETRY_AFTER`] share the
+    /// failure rather than queue behind another attempt.
     pub async fn ensure_fresh(&self) -> Result<(), DbError> {
-        if self.usable() {
+        if self.lives_beyond(REFRESH_MARGIN) {
             return Ok(());
         }
+        let asked = std::time::Instant::now();
         let _one_fetch = self.fetching.lock().await;
-        if self.usable() {
+        if self.lives_beyond(REFRESH_MARGIN) {
             return Ok(());
         }
-        let token = self
-            .credential
-            .get_token(&[SCOPE], None)
-            .await
-            .map_err(|e| DbError::Unavailable(format!("no Entra ID token for PostgreSQL: {e}")))?;
-        tracing::info!(expires_on = %token.expires_on, "fetched an Entra ID token for PostgreSQL");
-        *self.current.write().expect("token lock") =
-            Some((SecretString::from(token.token.secret()), token.expires_on));
-        Ok(())
+        let failed = self.failed.read().expect("token lock").clone();
+        let error = match failed {
+            Some((error, at)) if at >= asked || at.elapsed() < RETRY_AFTER => error,
+            _ => match self.credential.get_token(&[SCOPE], None).await {
+                Ok(token) => {
+                    tracing::info!(expires_on = %token.expires_on, "fetched an Entra ID token for PostgreSQL");
+                    *self.current.write().expect("token lock") =
+                        Some((SecretString::from(token.token.secret()), token.expires_on));
+                    *self.failed.write().expect("token lock") = None;
+                    return Ok(());
+                }
+                Err(e) => {
+                    let error = format!("no Entra ID token for PostgreSQL: {e}");
+                    *self.failed.write().expect("token lock") =
+                        Some((error.clone(), std::time::Instant::now()));
+                    error
+                }
+            },
+        };
+        // Still valid for a while: connections can log in with it.
+        if self.lives_beyond(Duration::from_secs(30)) {
+            tracing::warn!(%error, "using the current Entra ID token until it expires");
+            return Ok(());
+        }
+        Err(DbError::Unavailable(error))
     }
 
     /// Forgets the token, e.g. after PostgreSQL rejected it.

@@ -6,6 +6,11 @@ use deadpool_postgres::GenericClient;
 
 use super::DbError;
 
+/// How long a recorded response is replayed; older records are deleted.
+pub const RETENTION_HOURS: i32 = 24;
+/// Expired records deleted per statement by [`sweep`].
+const SWEEP_BATCH: i64 = 1000;
+
 /// The response recorded for a key.
 #[derive(Debug)]
 pub struct Recorded {
@@ -39,12 +44,12 @@ pub async fn claim(
              ON CONFLICT (app_id, idempotency_key) DO UPDATE
              SET request_hash = EXCLUDED.request_hash, created_at = now(),
                  response_status = NULL, response_body = NULL, response_location = NULL
-             WHERE idempotency_keys.created_at < now() - interval '24 hours'
+             WHERE idempotency_keys.created_at < now() - make_interval(hours => $4)
              RETURNING 1",
         )
         .await?;
     if client
-        .query_opt(&insert, &[&app_id, &key, &request_hash])
+        .query_opt(&insert, &[&app_id, &key, &request_hash, &RETENTION_HOURS])
         .await?
         .is_some()
     {
@@ -101,4 +106,28 @@ pub async fn record(
         )
         .await?;
     Ok(())
+}
+
+/// Deletes expired records, a batch at a time, until none is left; returns
+/// how many. Rows another transaction holds are skipped (the next sweep
+/// gets them), so the sweep never waits for a request or makes one wait.
+pub async fn sweep(client: &impl GenericClient) -> Result<u64, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE (app_id, idempotency_key) IN (
+                 SELECT app_id, idempotency_key FROM idempotency_keys
+                 WHERE created_at < now() - make_interval(hours => $1)
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .await?;
+    let mut deleted = 0;
+    loop {
+        let batch = client
+            .execute(&stmt, &[&RETENTION_HOURS, &SWEEP_BATCH])
+            .await?;
+        deleted += batch;
+        if batch < SWEEP_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
 }

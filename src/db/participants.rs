@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{DbError, Guarded, with_caller};
+use super::{DbError, Guarded, with_caller, with_caller_locking_session};
 use crate::roles::Role;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,14 +51,19 @@ fn done_participant(row: &Row) -> Result<Option<Participant>, DbError> {
 #[derive(Debug)]
 pub struct Added {
     pub participant: Participant,
-    /// `false` when the user was already a participant (only
-    /// `last_active_at` changed).
+    /// `false` when the user was already a participant (the row is
+    /// returned unchanged).
     pub inserted: bool,
 }
 
 /// Adds `user_id` with `role` if the caller's role is in `permitted`. The
-/// check, the `users` row and the upsert are one statement, so concurrent
-/// adds of the same user cannot both insert.
+/// check, the `users` row and the insert are one statement, so concurrent
+/// adds of the same user cannot both insert. Adding someone who already
+/// participates changes nothing: `last_active_at` is that participant's
+/// own activity, which nobody else may move (the plan's upsert set it to
+/// now(), which let anyone pin a session to the top of a victim's list).
+/// The conflict arm rewrites a column with its own value only to return
+/// the existing row, whichever transaction inserted it.
 pub async fn add(
     client: &impl GenericClient,
     session_id: Uuid,
@@ -77,7 +82,8 @@ pub async fn add(
              ), upsert AS (
                  INSERT INTO session_participants (session_id, user_id, role)
                  SELECT $1::uuid, $3::uuid, $4::varchar FROM permitted
-                 ON CONFLICT (session_id, user_id) DO UPDATE SET last_active_at = now()
+                 ON CONFLICT (session_id, user_id)
+                 DO UPDATE SET permissions = session_participants.permissions
                  RETURNING session_id, user_id, role, joined_at, last_active_at, permissions,
                            (xmax = 0) AS inserted
              )
@@ -136,7 +142,7 @@ pub async fn update_role(
     permitted: &[&str],
 ) -> Result<Guarded<Participant>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller!(
+        .prepare_cached(with_caller_locking_session!(
             ", updated AS (
                  UPDATE session_participants p SET role = $4
                  FROM caller
@@ -166,7 +172,7 @@ pub async fn remove(
     permitted: &[&str],
 ) -> Result<Guarded<()>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller!(
+        .prepare_cached(with_caller_locking_session!(
             ", removed AS (
                  DELETE FROM session_participants p USING caller
                  WHERE p.session_id = $1 AND p.user_id = $3

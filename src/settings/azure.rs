@@ -2,6 +2,8 @@
 //! service authenticates with (managed identity in Azure, the developer's
 //! own login elsewhere).
 
+use std::time::Duration;
+
 use super::{Environment, SettingsError, Vars};
 
 #[derive(Debug, Clone)]
@@ -26,6 +28,8 @@ pub struct KeyVaultSettings {
     /// Key Vault's check that an authentication challenge names the vault's
     /// own domain. Only local stand-ins may turn it off.
     pub verify_challenge_resource: bool,
+    /// How often the secrets are read again (rotations take effect).
+    pub refresh_interval: Duration,
 }
 
 /// Names of the secrets in Key Vault.
@@ -92,6 +96,7 @@ pub(super) fn key_vault_settings(
             admin_api_key: name("KEYVAULT_SECRET_ADMIN_API_KEY", "admin-api-key"),
         },
         verify_challenge_resource,
+        refresh_interval: Duration::from_secs(vars.parse_or("KEYVAULT_REFRESH_SECONDS", 3600)?),
     }))
 }
 

@@ -38,6 +38,9 @@ pub struct DatabaseSettings {
     /// With Entra login, connections older than this are retired: they
     /// logged in with a token that has expired by then.
     pub max_connection_age: Duration,
+    /// How often expired idempotency records are deleted (while the pool
+    /// exists, i.e. after the first request).
+    pub idempotency_sweep_interval: Duration,
 }
 
 pub(super) fn from_vars(
@@ -62,6 +65,9 @@ pub(super) fn from_vars(
         migrate_on_start: vars.parse_or("MIGRATE_ON_START", true)?,
         max_connection_age: Duration::from_secs(
             vars.parse_or("DATABASE_CONNECTION_MAX_AGE_SECONDS", 45 * 60)?,
+        ),
+        idempotency_sweep_interval: Duration::from_secs(
+            vars.parse_or("IDEMPOTENCY_SWEEP_SECONDS", 600)?,
         ),
         auth: match vars.get("DATABASE_AUTH").unwrap_or("password") {
             "password" => DatabaseAuth::Password,

@@ -80,11 +80,22 @@ impl SettingsError {
     }
 }
 
+/// How log lines are written to stdout (which the Functions host forwards
+/// to Application Insights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, fields at the top level: queryable.
+    Json,
+    /// For people reading a terminal.
+    Text,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub environment: Environment,
     pub http: HttpSettings,
     pub log_level: String,
+    pub log_format: LogFormat,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     /// Secrets come from this Key Vault when set (see `secrets`).
@@ -174,6 +185,13 @@ impl Settings {
             environment,
             http: http::from_vars(&vars, environment)?,
             log_level: vars.get("LOG_LEVEL").unwrap_or("info").to_owned(),
+            log_format: match vars.get("LOG_FORMAT") {
+                Some("json") => LogFormat::Json,
+                Some("text") => LogFormat::Text,
+                None if environment.is_deployed() => LogFormat::Json,
+                None => LogFormat::Text,
+                Some(_) => return Err(SettingsError::new("LOG_FORMAT", "must be json or text")),
+            },
             database: database::from_vars(&vars, environment, key_vault.is_some())?,
             auth: auth::from_vars(&vars, environment, key_vault.is_some())?,
             azure: azure::azure_settings(&vars, environment)?,

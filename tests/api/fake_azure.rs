@@ -107,6 +107,14 @@ impl FakeAzure {
     }
 }
 
+impl FakeAzure {
+    /// Takes both stand-ins down (an outage).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for FakeAzure {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -439,3 +439,13 @@ pub async fn dump_dom(url: &str) -> String {
     .await
     .unwrap()
 }
+
+/// A database URL nothing listens at.
+pub fn closed_port_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("postgres://nobody:nothing@127.0.0.1:{port}/nowhere")
+}

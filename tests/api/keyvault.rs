@@ -14,15 +14,6 @@ use crate::fake_azure::{FakeAzure, TOKEN};
 use crate::helpers::*;
 use crate::process::Served;
 
-fn closed_port_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("postgres://nobody:nothing@127.0.0.1:{port}/nowhere")
-}
-
 #[tokio::test]
 async fn secrets_come_from_the_vault_and_missing_ones_from_the_environment() {
     let database_url = fresh_database(&admin_url()).await;

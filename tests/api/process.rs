@@ -84,7 +84,12 @@ impl Served {
         let deadline = Instant::now() + Duration::from_secs(10);
         let port = loop {
             let printed = output.lock().unwrap().clone();
-            if let Some(rest) = printed.split("listening addr=127.0.0.1:").nth(1) {
+            // Text (`listening addr=127.0.0.1:N`) or JSON (`"addr":"127.0.0.1:N"`).
+            let after = printed
+                .split("listening")
+                .nth(1)
+                .and_then(|rest| rest.split("127.0.0.1:").nth(1));
+            if let Some(rest) = after {
                 let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
                 break digits;
             }
@@ -423,4 +428,44 @@ async fn no_log_line_contains_a_password_key_or_token() {
             "a secret leaked into the logs:\n{printed}"
         );
     }
+}
+
+/// One structured line per request, for Application Insights to query;
+/// the route template, not the path (which holds ids).
+#[tokio::test]
+async fn every_request_is_one_json_log_line_with_the_invocation_id() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let mut vars = base_vars(&app.database_url);
+    vars.insert("LOG_FORMAT".into(), "json".into());
+    let served = Served::start(vars).await;
+    let response = reqwest::Client::new()
+        .get(served.url(&format!("/api/sessions/{}", f.session_id)))
+        .header("X-API-Key", &f.key)
+        .bearer_auth(app.token(f.owner))
+        .header(
+            "X-Azure-Functions-InvocationId",
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let printed = served.stop();
+    let lines: Vec<serde_json::Value> = printed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let requests: Vec<_> = lines.iter().filter(|l| l["message"] == "request").collect();
+    assert_eq!(requests.len(), 1, "{printed}");
+    let line = requests[0];
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["route"], "/api/sessions/{session_id}");
+    assert_eq!(line["status"], 200);
+    assert_eq!(
+        line["invocation_id"],
+        "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+    );
+    assert!(line["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(!printed.contains(&f.session_id), "no ids from the path");
 }

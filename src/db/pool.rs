@@ -1,0 +1,248 @@
+//! The one lazily built connection pool, its TLS, and the warm-up.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
+use postgres_native_tls::MakeTlsConnector;
+use secrecy::ExposeSecret;
+use tokio::sync::RwLock;
+
+use super::entra::{EntraConnect, EntraPassword};
+use super::{DbError, migrate};
+use crate::secrets::{Resolved, Secrets};
+use crate::settings::DatabaseSettings;
+
+/// The one pool every handler shares. It is built on first use, never at
+/// start-up (the Functions host needs the port open within milliseconds), and
+/// a failed build is not cached: the next request tries again. When the
+/// server rejects the password and the secrets come from Key Vault, they
+/// are re-resolved once and the pool rebuilt (rotation without restart).
+pub struct Database {
+    settings: DatabaseSettings,
+    secrets: Arc<Secrets>,
+    /// Set for `DATABASE_AUTH=entra`: the token used as the password.
+    entra: Option<Arc<EntraPassword>>,
+    /// The pool and the database settings it was built from.
+    pool: RwLock<Option<(Pool, tokio_postgres::Config)>>,
+}
+
+impl Database {
+    pub fn new(
+        settings: DatabaseSettings,
+        secrets: Arc<Secrets>,
+        entra: Option<Arc<EntraPassword>>,
+    ) -> Self {
+        Self {
+            settings,
+            secrets,
+            entra,
+            pool: RwLock::new(None),
+        }
+    }
+
+    /// Whether a rejected password can be cured by fetching it again.
+    fn can_rotate(&self) -> bool {
+        self.entra.is_some() || self.secrets.from_key_vault()
+    }
+
+    /// A pooled connection, waiting at most the pool timeout in total
+    /// (building the pool included) so callers never hang.
+    pub async fn client(&self) -> Result<Object, DbError> {
+        let timeout = self.settings.pool_timeout;
+        tokio::time::timeout(timeout, self.client_with_rotation())
+            .await
+            .map_err(|_| DbError::Unavailable(format!("no connection within {timeout:?}")))?
+    }
+
+    async fn client_with_rotation(&self) -> Result<Object, DbError> {
+        if let Some(entra) = &self.entra {
+            entra.ensure_fresh().await?;
+        }
+        let resolved = self.secrets.get().await?;
+        let pool = match self.pool(&resolved).await {
+            Err(DbError::PasswordRejected(_)) if self.can_rotate() => {
+                return self.rotate(&resolved).await;
+            }
+            other => other?,
+        };
+        match pool.get().await.map_err(DbError::from) {
+            Err(DbError::PasswordRejected(_)) if self.can_rotate() => self.rotate(&resolved).await,
+            other => other,
+        }
+    }
+
+    /// Fetches the password again after the one `seen` was rejected (a new
+    /// Entra token, or the secrets from Key Vault), and tries once more.
+    async fn rotate(&self, seen: &Arc<Resolved>) -> Result<Object, DbError> {
+        tracing::warn!("the database rejected the password; fetching it again");
+        if let Some(entra) = &self.entra {
+            entra.invalidate();
+            entra.ensure_fresh().await?;
+        }
+        let resolved = if self.secrets.from_key_vault() {
+            self.secrets.refresh(seen).await?
+        } else {
+            seen.clone()
+        };
+        Ok(self.pool(&resolved).await?.get().await?)
+    }
+
+    /// The pool for the database `resolved` names: built on first use, and
+    /// again when refreshed secrets name another database or password (the
+    /// old pool is closed, which also ends its background work).
+    async fn pool(&self, resolved: &Resolved) -> Result<Pool, DbError> {
+        if let Some((pool, database)) = self.pool.read().await.as_ref()
+            && *database == resolved.database
+        {
+            return Ok(pool.clone());
+        }
+        let mut slot = self.pool.write().await;
+        if let Some((pool, database)) = slot.as_ref()
+            && *database == resolved.database
+        {
+            return Ok(pool.clone());
+        }
+        let pool = build_pool(&self.settings, &resolved.database, self.entra.clone()).await?;
+        if let Some((old, _)) = slot.replace((pool.clone(), resolved.database.clone())) {
+            old.close();
+        }
+        Ok(pool)
+    }
+
+    /// Cheap proof the service can use its schema, not only connect: with
+    /// `LIMIT 0` nothing is read, but every table must exist and be
+    /// readable by the service's role.
+    pub async fn check_schema(&self) -> Result<(), DbError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT NULL FROM applications, configs, sessions, session_participants,
+                                  users, idempotency_keys
+                 LIMIT 0",
+            )
+            .await?;
+        client.query(&stmt, &[]).await?;
+        Ok(())
+    }
+}
+
+/// TLS for `sslmode=prefer|require`, verifying the server certificate and
+/// host name against the system roots (or `SSL_CERT_FILE`, which OpenSSL
+/// reads, for a private CA).
+pub fn tls_connector() -> Result<MakeTlsConnector, DbError> {
+    let connector = native_tls::TlsConnector::new()
+        .map_err(|e| DbError::Other(format!("cannot initialise TLS: {e}")))?;
+    Ok(MakeTlsConnector::new(connector))
+}
+
+/// Connection settings plus what this service always sets.
+pub fn connect_config(
+    settings: &DatabaseSettings,
+    database: &tokio_postgres::Config,
+) -> tokio_postgres::Config {
+    let mut config = database.clone();
+    config.connect_timeout(settings.connect_timeout);
+    if config.get_application_name().is_none() {
+        config.application_name(env!("CARGO_PKG_NAME"));
+    }
+    config
+}
+
+async fn build_pool(
+    settings: &DatabaseSettings,
+    database: &tokio_postgres::Config,
+    entra: Option<Arc<EntraPassword>>,
+) -> Result<Pool, DbError> {
+    let tls = tls_connector()?;
+    let config = connect_config(settings, database);
+    if settings.migrate_on_start {
+        let mut config = config.clone();
+        if let Some(password) = entra.as_ref().and_then(|e| e.password()) {
+            config.password(password.expose_secret());
+        }
+        migrate::run(&config, tls.clone(), None).await?;
+    }
+    // Fast: a checkout costs no round trip; a connection the server closed
+    // is noticed by tokio-postgres and dropped.
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let mut builder = match &entra {
+        None => Pool::builder(Manager::from_config(config, tls, manager_config)),
+        Some(password) => {
+            let connect = EntraConnect {
+                tls,
+                password: password.clone(),
+            };
+            let max_age = settings.max_connection_age;
+            Pool::builder(Manager::from_connect(config, connect, manager_config)).post_recycle(
+                Hook::sync_fn(move |_, metrics| {
+                    if metrics.age() > max_age {
+                        Err(HookError::message("retired: its login token has expired"))
+                    } else {
+                        Ok(())
+                    }
+                }),
+            )
+        }
+    };
+    builder = builder
+        .max_size(settings.pool_max_size)
+        .wait_timeout(Some(settings.pool_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .runtime(Runtime::Tokio1);
+    let pool = builder
+        .build()
+        .map_err(|e| DbError::Other(format!("cannot build pool: {e}")))?;
+    tracing::info!(max_size = settings.pool_max_size, "database pool ready");
+    warm_up(pool.clone(), settings.pool_min_size);
+    sweep_idempotency_records(pool.clone(), settings.idempotency_sweep_interval);
+    Ok(pool)
+}
+
+/// Deletes expired idempotency records every `interval`, for as long as the
+/// pool is open. A background sweep rather than one on each write: it costs
+/// requests nothing, and records expire even when writes stop. (While no
+/// instance runs, nothing is swept: nothing can read them then either.)
+fn sweep_idempotency_records(pool: Pool, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let client = match pool.get().await {
+                Ok(client) => client,
+                Err(deadpool_postgres::PoolError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "idempotency sweep: no connection");
+                    continue;
+                }
+            };
+            match super::idempotency::sweep(&client).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "expired idempotency records deleted"),
+                Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
+            }
+        }
+    });
+}
+
+/// Opens `count` connections in the background (see `DATABASE_POOL_MIN_SIZE`).
+fn warm_up(pool: Pool, count: usize) {
+    if count == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut held = Vec::with_capacity(count);
+        for _ in 0..count {
+            match pool.get().await {
+                Ok(client) => held.push(client),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pool warm-up stopped");
+                    break;
+                }
+            }
+        }
+    });
+}
