@@ -9,6 +9,7 @@ mod docs;
 mod extract;
 mod health;
 pub mod idempotency;
+mod messages;
 mod participants;
 mod sessions;
 mod users;
@@ -77,7 +78,9 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(configs::get, configs::update, configs::delete))
         .routes(routes!(sessions::create))
         .routes(routes!(sessions::get, sessions::update, sessions::delete))
-        .routes(routes!(sessions::append_messages))
+        .routes(routes!(messages::append, messages::list))
+        .routes(routes!(messages::export))
+        .routes(routes!(sessions::fork))
         .routes(routes!(participants::add, participants::list))
         .routes(routes!(participants::update, participants::remove))
         .routes(routes!(users::sessions))

@@ -12,15 +12,13 @@ use uuid::Uuid;
 
 use super::extract::{JsonBody, PathParams};
 use super::idempotency::{self, IdempotencyKey, JsonResponse};
-use super::validate::{JsonObject, Message};
+use super::validate::JsonObject;
 use crate::auth::UserCaller;
 use crate::db::Guarded;
-use crate::db::sessions::{self, Session, SessionChanges, SessionView};
+use crate::db::sessions::{self, Forked, Session, SessionChanges, SessionView};
 use crate::error::{ApiError, Problem};
 use crate::roles::{self, Action, Role};
 use crate::state::AppState;
-
-const MAX_MESSAGES: usize = 100;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +27,17 @@ pub struct CreateSession {
     /// Free-form; at most 64 KiB as JSON.
     #[serde(default)]
     metadata: JsonObject,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForkSession {
+    /// Copy messages 1 to this `seq` (default: all).
+    #[schema(minimum = 0)]
+    up_to_seq: Option<i32>,
+    /// The new session's metadata (default: the source's); at most 64 KiB
+    /// as JSON.
+    metadata: Option<JsonObject>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -41,7 +50,7 @@ pub enum SessionStatus {
 }
 
 impl SessionStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
             Self::Completed => "completed",
@@ -57,21 +66,6 @@ pub struct UpdateSession {
     status: Option<SessionStatus>,
     /// Replaces the whole metadata object; at most 64 KiB as JSON.
     metadata: Option<JsonObject>,
-}
-
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AppendMessages {
-    /// 1 to 100 message objects, appended in order.
-    #[schema(value_type = Vec<Object>, min_items = 1, max_items = 100)]
-    messages: Vec<Message>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Appended {
-    session_id: Uuid,
-    /// Transcript entries after this append.
-    message_count: i32,
 }
 
 /// Sessions the caller cannot see are reported exactly like missing ones.
@@ -102,7 +96,7 @@ pub fn settle<T>(
     }
 }
 
-fn settle_action<T>(
+pub fn settle_action<T>(
     outcome: Guarded<T>,
     session_id: Uuid,
     action: Action,
@@ -179,8 +173,9 @@ pub async fn create(
     Ok(response.into_response())
 }
 
-/// The session with its transcript and the caller's role. Records the
-/// access in `last_accessed_at`.
+/// The session (with `message_count` and `last_seq`, never the transcript:
+/// read that with list-messages or export-session) and the caller's role.
+/// Records the access in `last_accessed_at`.
 #[utoipa::path(
     get, path = "/api/sessions/{session_id}", operation_id = "get-session", tag = "sessions",
     params(("session_id" = Uuid, Path, description = "The session's id")),
@@ -266,48 +261,54 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn append_in(
+async fn fork_in(
     client: &impl GenericClient,
     caller: &UserCaller,
     session_id: Uuid,
-    body: &AppendMessages,
+    body: &ForkSession,
 ) -> Result<JsonResponse, ApiError> {
-    let messages =
-        serde_json::to_value(&body.messages).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let permitted = roles::roles_permitted(Action::AppendMessages);
-    let outcome =
-        sessions::append_messages(client, session_id, caller.user_id, &permitted, &messages)
-            .await?;
-    let message_count = settle_action(
-        outcome,
+    let metadata = body.metadata.as_ref().map(JsonObject::to_value);
+    let outcome = sessions::fork(
+        client,
         session_id,
-        Action::AppendMessages,
-        "append messages",
-    )?;
-    Ok(JsonResponse::new(
-        StatusCode::OK,
-        &Appended {
-            session_id,
-            message_count,
-        },
-        None,
-    ))
+        caller.user_id,
+        &caller.app_id,
+        body.up_to_seq,
+        metadata.as_ref(),
+    )
+    .await?;
+    match settle_action(outcome, session_id, Action::Read, "read it")? {
+        Forked::Done(session) => {
+            let location = format!("/api/sessions/{}", session.session_id);
+            Ok(JsonResponse::new(
+                StatusCode::CREATED,
+                &session,
+                Some(location),
+            ))
+        }
+        Forked::BeyondLast { last_seq } => Err(ApiError::Validation(format!(
+            "up_to_seq is beyond the session's last message ({last_seq})"
+        ))),
+    }
 }
 
-/// Appends messages to the transcript, in one statement (concurrent appends
-/// all land). Owners and editors; bumps the caller's `last_active_at`.
-/// With `Idempotency-Key`, a retry does not append again.
+/// A new session from this one: the same config, the caller as its owner,
+/// copies of messages 1 to `up_to_seq` (default: all) under the same
+/// numbers, and `parent_session_id`/`forked_from_seq` saying where it came
+/// from. Any participant may fork what they can read. With
+/// `Idempotency-Key`, a retry returns the first fork.
 #[utoipa::path(
-    post, path = "/api/sessions/{session_id}/messages", operation_id = "append-messages",
+    post, path = "/api/sessions/{session_id}/fork", operation_id = "fork-session",
     tag = "sessions",
     params(
-        ("session_id" = Uuid, Path, description = "The session's id"),
+        ("session_id" = Uuid, Path, description = "The session to fork"),
         ("Idempotency-Key" = Option<String>, Header,
          description = "Makes retries safe for 24 hours (1-255 visible ASCII characters)"),
     ),
-    request_body = AppendMessages,
+    request_body = ForkSession,
     responses(
-        (status = 200, description = "Appended", body = Appended),
+        (status = 201, description = "Forked", body = Session,
+         headers(("Location" = String, description = "The new session's URL"))),
         (status = 400, response = Problem), (status = 401, response = Problem),
         (status = 403, response = Problem), (status = 404, response = Problem),
         (status = 413, response = Problem), (status = 415, response = Problem),
@@ -315,26 +316,26 @@ async fn append_in(
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
-pub async fn append_messages(
+pub async fn fork(
     caller: UserCaller,
     State(state): State<AppState>,
     PathParams(session_id): PathParams<Uuid>,
     IdempotencyKey(key): IdempotencyKey,
-    JsonBody(body): JsonBody<AppendMessages>,
+    JsonBody(body): JsonBody<ForkSession>,
 ) -> Result<Response, ApiError> {
-    if !(1..=MAX_MESSAGES).contains(&body.messages.len()) {
-        return Err(ApiError::Validation(format!(
-            "messages must hold 1 to {MAX_MESSAGES} objects"
-        )));
+    if body.up_to_seq.is_some_and(|seq| seq < 0) {
+        return Err(ApiError::Validation(
+            "up_to_seq must be 0 or more".to_owned(),
+        ));
     }
     let mut client = state.db.client().await?;
     let response = match key {
-        None => append_in(&client, &caller, session_id, &body).await?,
+        None => fork_in(&client, &caller, session_id, &body).await?,
         Some(key) => {
-            let route = format!("POST /api/sessions/{session_id}/messages");
+            let route = format!("POST /api/sessions/{session_id}/fork");
             let hash = idempotency::request_hash(&route, caller.user_id, &body);
             idempotency::run_once(&mut client, &caller.app_id, &key, &hash, async |tx| {
-                append_in(tx, &caller, session_id, &body).await
+                fork_in(tx, &caller, session_id, &body).await
             })
             .await?
         }

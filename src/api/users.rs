@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 use super::cursor;
 use super::extract::{PathParams, QueryParams};
+use super::sessions::SessionStatus;
 use crate::auth::UserCaller;
-use crate::db::participants::{self, UserSession, UserSessionsAfter};
+use crate::db::participants::{self, SessionFilter, UserSession, UserSessionsAfter};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
@@ -30,15 +31,28 @@ impl TryFrom<String> for UserRef {
     }
 }
 
+/// The longest text query accepted.
+const MAX_QUERY_CHARS: usize = 256;
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Page size, 1 to 100 (default 50).
+    /// Page size, 1 to 100 (default 50); a page also ends before 4 MiB.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (pass the same filters).
     cursor: Option<String>,
+    /// Only sessions with this status.
+    status: Option<SessionStatus>,
+    /// Only sessions created from this config.
+    config_id: Option<Uuid>,
+    /// Only sessions whose messages or metadata contain these words: whole
+    /// words in string values, any case, no stemming; `"a phrase"`, `or`
+    /// and `-excluded` work as in web search. Keys, numbers and parts of
+    /// words do not match.
+    #[param(min_length = 1, max_length = 256)]
+    q: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,7 +64,9 @@ pub struct UserSessions {
 }
 
 /// The sessions the caller participates in, most recently active first
-/// (never-active last), a page at a time; never transcripts. Only one's own.
+/// (never-active last), a page at a time; never transcripts. Only one's
+/// own. Filters: `status`, `config_id`, and `q`, full-text search over the
+/// string values of each session's messages and metadata.
 #[utoipa::path(
     get, path = "/api/users/{user_id}/sessions", operation_id = "list-user-sessions", tag = "users",
     params(
@@ -80,8 +96,21 @@ pub async fn sessions(
     let limit = cursor::limit(query.limit)?;
     let after: Option<UserSessionsAfter> =
         query.cursor.as_deref().map(cursor::decode).transpose()?;
+    if let Some(q) = &query.q
+        && (q.trim().is_empty() || q.chars().count() > MAX_QUERY_CHARS || q.contains('\0'))
+    {
+        return Err(ApiError::Validation(format!(
+            "q must be 1 to {MAX_QUERY_CHARS} characters of words to find"
+        )));
+    }
+    let filter = SessionFilter {
+        status: query.status.map(SessionStatus::as_str),
+        config_id: query.config_id,
+        query: query.q.as_deref(),
+    };
     let client = state.db.client().await?;
-    let rows = participants::sessions_of_user(&client, user_id, after.as_ref(), limit + 1).await?;
+    let rows = participants::sessions_of_user(&client, user_id, after.as_ref(), &filter, limit + 1)
+        .await?;
     let (sessions, next_cursor) =
         cursor::page(rows, limit, cursor::MAX_PAGE_BYTES, |s: &UserSession| {
             UserSessionsAfter {

@@ -4,6 +4,7 @@
 //! find nothing left to do.
 
 use postgres_native_tls::MakeTlsConnector;
+use refinery::Target;
 use tokio_postgres::Client;
 
 use super::DbError;
@@ -22,23 +23,47 @@ pub async fn run(
     tls: MakeTlsConnector,
     grant_to: Option<&str>,
 ) -> Result<(), DbError> {
+    run_to(config, tls, Target::Latest, grant_to).await
+}
+
+/// Like [`run`], stopping after migration `version` (e.g. to test a later
+/// migration on data in an earlier schema).
+pub async fn run_until(
+    config: &tokio_postgres::Config,
+    tls: MakeTlsConnector,
+    version: i32,
+) -> Result<(), DbError> {
+    run_to(config, tls, Target::Version(version), None).await
+}
+
+async fn run_to(
+    config: &tokio_postgres::Config,
+    tls: MakeTlsConnector,
+    target: Target,
+    grant_to: Option<&str>,
+) -> Result<(), DbError> {
     let (mut client, connection) = config.connect(tls).await?;
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "migration connection ended with an error");
         }
     });
-    let result = migrate_and_grant(&mut client, grant_to).await;
+    let result = migrate_and_grant(&mut client, target, grant_to).await;
     drop(client);
     let _ = driver.await;
     result
 }
 
-async fn migrate_and_grant(client: &mut Client, grant_to: Option<&str>) -> Result<(), DbError> {
+async fn migrate_and_grant(
+    client: &mut Client,
+    target: Target,
+    grant_to: Option<&str>,
+) -> Result<(), DbError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
     let report = migrations::runner()
+        .set_target(target)
         .run_async(client)
         .await
         .map_err(|e| DbError::Other(format!("migration failed: {e}")))?;

@@ -6,6 +6,7 @@ pub mod configs;
 pub mod entra;
 mod error;
 pub mod idempotency;
+pub mod messages;
 pub mod migrate;
 pub mod participants;
 mod pool;

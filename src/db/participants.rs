@@ -216,50 +216,77 @@ pub struct UserSessionsAfter {
     pub session_id: Uuid,
 }
 
+/// Which of a user's sessions to list.
+#[derive(Debug, Default)]
+pub struct SessionFilter<'a> {
+    pub status: Option<&'a str>,
+    pub config_id: Option<Uuid>,
+    /// Words to find (PostgreSQL web search syntax) in the string values of
+    /// the session's messages or metadata.
+    pub query: Option<&'a str>,
+}
+
 /// A page of the sessions `user_id` participates in, most recently active
-/// first (never active last), ties by id. Both statements read the
-/// `idx_session_participants_user_activity` index in order from the cursor.
+/// first (never active last), ties by id, among those `filter` lets
+/// through. Both statements read the `idx_session_participants_user_activity`
+/// index in order from the cursor; a text query probes each session's
+/// messages through `idx_session_messages_search` (session id and words).
 pub async fn sessions_of_user(
     client: &impl GenericClient,
     user_id: Uuid,
     after: Option<&UserSessionsAfter>,
+    filter: &SessionFilter<'_>,
     limit: i64,
 ) -> Result<Vec<UserSession>, DbError> {
-    const COLUMNS: &str = "SELECT s.session_id, s.config_id, s.owner_user_id, s.status, p.role,
+    // $1 user, $2 limit, $3 status, $4 config, $5 text query; the cursor
+    // is $6 and $7.
+    const SELECT: &str = "WITH search AS (SELECT websearch_to_tsquery('simple', $5::text) AS q)
+         SELECT s.session_id, s.config_id, s.owner_user_id, s.status, p.role,
                 p.joined_at, p.last_active_at, s.message_count, s.metadata, s.created_at,
                 s.updated_at
          FROM session_participants p
-         JOIN sessions s ON s.session_id = p.session_id";
+         JOIN sessions s ON s.session_id = p.session_id
+         CROSS JOIN search
+         WHERE p.user_id = $1
+           AND ($3::varchar IS NULL OR s.status = $3)
+           AND ($4::uuid IS NULL OR s.config_id = $4)
+           AND ($5::text IS NULL
+                OR jsonb_to_tsvector('simple', s.metadata, '[\"string\"]') @@ search.q
+                OR EXISTS (SELECT 1 FROM session_messages m
+                           WHERE m.session_id = p.session_id
+                             AND jsonb_to_tsvector('simple', m.message, '[\"string\"]') @@ search.q))";
     const ORDER: &str =
-        "ORDER BY COALESCE(p.last_active_at, '-infinity'::timestamptz) DESC, p.session_id";
+        "ORDER BY COALESCE(p.last_active_at, '-infinity'::timestamptz) DESC, p.session_id LIMIT $2";
+    let filters: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&filter.status, &filter.config_id, &filter.query];
     let rows = match after {
         None => {
-            let stmt = client
-                .prepare_cached(&format!("{COLUMNS} WHERE p.user_id = $1 {ORDER} LIMIT $2"))
-                .await?;
-            client.query(&stmt, &[&user_id, &limit]).await?
+            let stmt = client.prepare_cached(&format!("{SELECT} {ORDER}")).await?;
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&user_id, &limit];
+            params.extend(filters);
+            client.query(&stmt, &params).await?
         }
         Some(after) => {
             // The first condition is the index range start; the second
             // skips the rows of the previous page that share its sort value.
             let stmt = client
                 .prepare_cached(&format!(
-                    "{COLUMNS}
-                     WHERE p.user_id = $1
+                    "{SELECT}
                        AND COALESCE(p.last_active_at, '-infinity'::timestamptz)
-                           <= COALESCE($2::timestamptz, '-infinity'::timestamptz)
+                           <= COALESCE($6::timestamptz, '-infinity'::timestamptz)
                        AND (COALESCE(p.last_active_at, '-infinity'::timestamptz)
-                            < COALESCE($2::timestamptz, '-infinity'::timestamptz)
-                            OR p.session_id > $3)
-                     {ORDER} LIMIT $4"
+                            < COALESCE($6::timestamptz, '-infinity'::timestamptz)
+                            OR p.session_id > $7)
+                     {ORDER}"
                 ))
                 .await?;
-            client
-                .query(
-                    &stmt,
-                    &[&user_id, &after.last_active_at, &after.session_id, &limit],
-                )
-                .await?
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&user_id, &limit];
+            params.extend(filters);
+            params.push(&after.last_active_at);
+            params.push(&after.session_id);
+            client.query(&stmt, &params).await?
         }
     };
     rows.iter()

@@ -21,10 +21,19 @@ pub struct Session {
     pub created_by_app_id: Option<String>,
     /// `active`, `completed`, `failed` or `cancelled`.
     pub status: String,
-    /// Number of entries in the transcript.
+    /// Messages in the transcript.
     pub message_count: i32,
+    /// `seq` of the newest message (messages are numbered 1, 2, 3...); 0
+    /// while there is none.
+    pub last_seq: i32,
+    /// The transcript's size: the messages' JSON text, in bytes.
+    pub transcript_bytes: i64,
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// The session this one was forked from (`null` once that is deleted).
+    pub parent_session_id: Option<Uuid>,
+    /// The last message copied from the parent.
+    pub forked_from_seq: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_accessed_at: Option<DateTime<Utc>>,
@@ -39,7 +48,12 @@ impl From<&Row> for Session {
             created_by_app_id: row.get("created_by_app_id"),
             status: row.get("status"),
             message_count: row.get("message_count"),
+            // Numbers run 1..=count without gaps (forks keep theirs).
+            last_seq: row.get("message_count"),
+            transcript_bytes: row.get("transcript_bytes"),
             metadata: row.get::<_, Option<Value>>("metadata").unwrap_or_default(),
+            parent_session_id: row.get("parent_session_id"),
+            forked_from_seq: row.get("forked_from_seq"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
             last_accessed_at: row.get("last_accessed_at"),
@@ -47,14 +61,12 @@ impl From<&Row> for Session {
     }
 }
 
-/// A session as one of its participants reads it.
+/// A session as one of its participants reads it: its size does not
+/// depend on the transcript (read that with list-messages or export).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
     #[serde(flatten)]
     pub session: Session,
-    /// The messages appended so far, oldest first.
-    #[schema(value_type = Vec<Object>)]
-    pub transcript: Value,
     /// The caller's role in this session.
     pub role: Role,
 }
@@ -96,9 +108,9 @@ pub async fn create(
     Ok(row.as_ref().map(Session::from))
 }
 
-/// The session with its transcript and the caller's role, recording the
-/// access; `Ok(None)` when the caller does not participate (or it does not
-/// exist: the two are deliberately indistinguishable).
+/// The session and the caller's role, recording the access; `Ok(None)`
+/// when the caller does not participate (or it does not exist: the two are
+/// deliberately indistinguishable).
 pub async fn read(
     client: &impl GenericClient,
     session_id: Uuid,
@@ -123,9 +135,6 @@ pub async fn read(
     };
     Ok(Some(SessionView {
         session: Session::from(&row),
-        transcript: row
-            .try_get("transcript")
-            .map_err(|e| DbError::Other(format!("cannot read the transcript: {e:?}")))?,
         role: Role::from_db(row.get("caller_role"))?,
     }))
 }
@@ -207,35 +216,101 @@ pub async fn delete(
     })
 }
 
-/// Appends `messages` (a JSON array) to the transcript in place: the row
-/// lock of the UPDATE serializes concurrent appends, and each sees the
-/// transcript the previous one left, so none is lost. Returns the new count.
-pub async fn append_messages(
+/// The session for an export, if the caller participates (nothing is
+/// recorded: exports are reads).
+pub async fn for_export(
     client: &impl GenericClient,
     session_id: Uuid,
     caller: Uuid,
-    permitted: &[&str],
-    messages: &Value,
-) -> Result<Guarded<i32>, DbError> {
+) -> Result<Option<Session>, DbError> {
     let stmt = client
-        .prepare_cached(
-            with_caller!(", appended AS (
-                 UPDATE sessions s
-                 SET transcript = s.transcript || $4::jsonb,
-                     message_count = jsonb_array_length(s.transcript) + jsonb_array_length($4::jsonb)
-                 FROM caller
-                 WHERE s.session_id = $1 AND caller.role = ANY($3::text[])
-                 RETURNING s.message_count
-             ), active AS (
-                 UPDATE session_participants SET last_active_at = now()
-                 WHERE session_id = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM appended)
+        .prepare_cached(with_caller!(
+            " SELECT s.* FROM sessions s, caller WHERE s.session_id = $1"
+        ))
+        .await?;
+    let row = client.query_opt(&stmt, &[&session_id, &caller]).await?;
+    Ok(row.as_ref().map(Session::from))
+}
+
+/// What a fork did.
+#[derive(Debug)]
+pub enum Forked {
+    Done(Box<Session>),
+    /// `up_to_seq` is beyond the source's last message.
+    BeyondLast {
+        last_seq: i32,
+    },
+}
+
+/// A new session owned by `caller`, with the source's config, its
+/// metadata (or `metadata`), and copies of its messages `1..=up_to_seq`
+/// (default: all) under the same numbers, if the caller participates in
+/// the source. One statement: the copy is consistent because messages
+/// never change once appended.
+pub async fn fork(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    caller: Uuid,
+    app_id: &str,
+    up_to_seq: Option<i32>,
+    metadata: Option<&Value>,
+) -> Result<Guarded<Forked>, DbError> {
+    let stmt = client
+        .prepare_cached(with_caller!(
+            ", source AS (
+                 SELECT s.config_id, s.metadata, s.message_count, s.transcript_bytes
+                 FROM sessions s, caller WHERE s.session_id = $1
+             ), cut AS (
+                 SELECT COALESCE($4::int, message_count) AS up_to FROM source
+             ), new_session AS (
+                 INSERT INTO sessions (config_id, owner_user_id, created_by_app_id, metadata,
+                                       message_count, transcript_bytes,
+                                       parent_session_id, forked_from_seq)
+                 SELECT source.config_id, $2, $3, COALESCE($5::jsonb, source.metadata),
+                        cut.up_to,
+                        CASE WHEN cut.up_to = source.message_count THEN source.transcript_bytes
+                             ELSE (SELECT COALESCE(sum(octet_length(m.message::text)), 0)
+                                   FROM session_messages m
+                                   WHERE m.session_id = $1 AND m.seq <= cut.up_to)
+                        END,
+                        $1, cut.up_to
+                 FROM source, cut
+                 WHERE cut.up_to <= source.message_count
+                 RETURNING *
+             ), copied AS (
+                 INSERT INTO session_messages (session_id, seq, created_at, message,
+                                               appended_by_user_id, appended_by_app_id)
+                 SELECT new_session.session_id, m.seq, m.created_at, m.message,
+                        m.appended_by_user_id, m.appended_by_app_id
+                 FROM new_session JOIN session_messages m
+                   ON m.session_id = $1 AND m.seq <= new_session.forked_from_seq
+             ), owner_participant AS (
+                 INSERT INTO session_participants (session_id, user_id, role, last_active_at)
+                 SELECT session_id, owner_user_id, 'owner', created_at FROM new_session
+             ), owner_user AS (
+                 INSERT INTO users (user_id, last_seen_app_id, total_sessions)
+                 SELECT owner_user_id, created_by_app_id, 1 FROM new_session
+                 ON CONFLICT (user_id) DO UPDATE
+                 SET last_seen = now(),
+                     last_seen_app_id = EXCLUDED.last_seen_app_id,
+                     total_sessions = users.total_sessions + 1
              )
-             SELECT caller.role AS caller_role, appended.message_count
-             FROM caller LEFT JOIN appended ON true"),
-        )
+             SELECT caller.role AS caller_role, source.message_count AS source_count, new_session.*
+             FROM caller CROSS JOIN source LEFT JOIN new_session ON true"
+        ))
         .await?;
     let row = client
-        .query_opt(&stmt, &[&session_id, &caller, &permitted, messages])
+        .query_opt(
+            &stmt,
+            &[&session_id, &caller, &app_id, &up_to_seq, &metadata],
+        )
         .await?;
-    Guarded::from_row(row, |row| Ok(row.get("message_count")))
+    Guarded::from_row(row, |row| {
+        Ok(Some(match row.get::<_, Option<Uuid>>("session_id") {
+            Some(_) => Forked::Done(Box::new(Session::from(row))),
+            None => Forked::BeyondLast {
+                last_seq: row.get("source_count"),
+            },
+        }))
+    })
 }

@@ -5,12 +5,13 @@
 //! refuses to start with a message naming the setting (never its value).
 //! One module per concern: `database`, `auth` (user tokens and keys),
 //! `azure` (Key Vault and the Azure credential), `http` (what the HTTP
-//! layer needs).
+//! layer needs), `limits` (what one session may hold).
 
 mod auth;
 mod azure;
 mod database;
 mod http;
+mod limits;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +24,7 @@ pub use auth::{
 pub use azure::{AzureSettings, CredentialKind, KeyVaultSettings, SecretNames};
 pub use database::{DatabaseAuth, DatabaseSettings, parse_database_url};
 pub use http::HttpSettings;
+pub use limits::SessionLimits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -97,6 +99,7 @@ pub struct Settings {
     pub log_level: String,
     pub log_format: LogFormat,
     pub database: DatabaseSettings,
+    pub limits: SessionLimits,
     pub auth: AuthSettings,
     /// Secrets come from this Key Vault when set (see `secrets`).
     pub key_vault: Option<KeyVaultSettings>,
@@ -193,6 +196,7 @@ impl Settings {
                 Some(_) => return Err(SettingsError::new("LOG_FORMAT", "must be json or text")),
             },
             database: database::from_vars(&vars, environment, key_vault.is_some())?,
+            limits: limits::from_vars(&vars)?,
             auth: auth::from_vars(&vars, environment, key_vault.is_some())?,
             azure: azure::azure_settings(&vars, environment)?,
             key_vault,

@@ -155,20 +155,17 @@ async fn extreme_numbers_round_trip_and_nul_is_a_422() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let session = expect_status(
-        app.as_user(
-            app.get(&format!("/api/sessions/{}", f.session_id)),
-            &f.key,
-            f.owner,
-        )
-        .send()
-        .await
-        .unwrap(),
+    let page = expect_status(
+        app.as_user(app.get(&path), &f.key, f.owner)
+            .send()
+            .await
+            .unwrap(),
         StatusCode::OK,
     )
     .await;
-    assert_eq!(session["transcript"][0]["max"].as_f64(), Some(f64::MAX));
-    assert_eq!(session["transcript"][0]["tiny"].as_f64(), Some(5e-324));
+    let message = &page["messages"][0]["message"];
+    assert_eq!(message["max"].as_f64(), Some(f64::MAX));
+    assert_eq!(message["tiny"].as_f64(), Some(5e-324));
 
     for body in [
         json!({"messages": [{"text": "nul \u{0} inside"}]}),

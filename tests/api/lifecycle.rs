@@ -75,7 +75,7 @@ async fn delete_session_removes_it_and_its_participants() {
 }
 
 #[tokio::test]
-async fn append_messages_grows_the_transcript_and_bumps_the_caller() {
+async fn append_messages_numbers_them_and_bumps_the_caller() {
     let app = spawn_app().await;
     let f = app.fixture().await;
     let editor = Uuid::new_v4();
@@ -93,7 +93,7 @@ async fn append_messages_grows_the_transcript_and_bumps_the_caller() {
     .await;
     assert_eq!(
         body,
-        json!({"session_id": f.session_id, "message_count": 2})
+        json!({"session_id": f.session_id, "message_count": 2, "first_seq": 1, "last_seq": 2})
     );
     let session = expect_status(
         app.as_user(
@@ -108,8 +108,19 @@ async fn append_messages_grows_the_transcript_and_bumps_the_caller() {
     )
     .await;
     assert_eq!(session["message_count"], 2);
+    assert_eq!(session["last_seq"], 2);
+    assert!(session.get("transcript").is_none(), "never the transcript");
+    let page = expect_status(
+        app.as_user(app.get(&path), &f.key, editor)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(page["messages"][1]["seq"], 2);
     assert_eq!(
-        session["transcript"][1],
+        page["messages"][1]["message"],
         json!({"role": "assistant", "text": "hello"})
     );
     let bumped: bool = app
@@ -157,16 +168,17 @@ async fn twenty_concurrent_appends_of_five_leave_exactly_one_hundred() {
     for response in futures::future::join_all(calls).await {
         assert_eq!(response.unwrap().status(), StatusCode::OK);
     }
-    let (count, entries): (i32, i32) = {
+    let (count, rows, max_seq): (i32, i64, i32) = {
         let db = app.db().await;
         let row = db
             .query_one(
-                "SELECT message_count, jsonb_array_length(transcript) FROM sessions",
+                "SELECT s.message_count, count(m.*), max(m.seq) FROM sessions s
+                 JOIN session_messages m USING (session_id) GROUP BY s.message_count",
                 &[],
             )
             .await
             .unwrap();
-        (row.get(0), row.get(1))
+        (row.get(0), row.get(1), row.get(2))
     };
-    assert_eq!((count, entries), (100, 100));
+    assert_eq!((count, rows, max_seq), (100, 100, 100));
 }

@@ -29,4 +29,5 @@ mod process;
 mod rs256;
 mod sessions;
 mod tenants;
+mod transcripts;
 mod user_sessions;

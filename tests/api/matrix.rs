@@ -88,6 +88,27 @@ async fn role_by_operation_matrix() {
             [S::OK, S::OK, S::FORBIDDEN, S::NOT_FOUND],
         ),
         (
+            "list-messages",
+            Method::GET,
+            "/messages",
+            None,
+            [S::OK, S::OK, S::OK, S::NOT_FOUND],
+        ),
+        (
+            "export-session",
+            Method::GET,
+            "/export",
+            None,
+            [S::OK, S::OK, S::OK, S::NOT_FOUND],
+        ),
+        (
+            "fork-session",
+            Method::POST,
+            "/fork",
+            Some(json!({})),
+            [S::CREATED, S::CREATED, S::CREATED, S::NOT_FOUND],
+        ),
+        (
             "add-participant",
             Method::POST,
             "/participants",

@@ -1,0 +1,331 @@
+//! A session's transcript: append messages, read them a page at a time,
+//! export them all.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use deadpool_postgres::GenericClient;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::extract::{JsonBody, PathParams, QueryParams};
+use super::idempotency::{self, IdempotencyKey, JsonResponse};
+use super::sessions::{not_found, settle_action};
+use super::validate::Message;
+use crate::auth::UserCaller;
+use crate::db::messages::{self, Appended, Direction, StoredMessage};
+use crate::db::sessions;
+use crate::error::{ApiError, Problem};
+use crate::roles::{self, Action};
+use crate::state::AppState;
+
+/// Messages one append may carry.
+const MAX_MESSAGES_PER_APPEND: usize = 100;
+/// Page sizes of list-messages.
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1000;
+/// Messages an export reads per query (one pooled connection each, given
+/// back between pages), which bounds its memory whatever the transcript.
+const EXPORT_PAGE: i64 = 500;
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppendMessages {
+    /// 1 to 100 message objects, appended in order.
+    #[schema(value_type = Vec<Object>, min_items = 1, max_items = 100)]
+    messages: Vec<Message>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppendedMessages {
+    session_id: Uuid,
+    /// Messages in the transcript after this append.
+    message_count: i32,
+    /// The numbers given to the appended messages, in order: first..=last.
+    first_seq: i32,
+    last_seq: i32,
+}
+
+async fn append_in(
+    client: &impl GenericClient,
+    state: &AppState,
+    caller: &UserCaller,
+    session_id: Uuid,
+    body: &AppendMessages,
+) -> Result<JsonResponse, ApiError> {
+    let messages =
+        serde_json::to_value(&body.messages).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let permitted = roles::roles_permitted(Action::AppendMessages);
+    let outcome = messages::append(
+        client,
+        session_id,
+        caller.user_id,
+        &caller.app_id,
+        &permitted,
+        &messages,
+        state.settings.limits,
+    )
+    .await?;
+    let appended = settle_action(
+        outcome,
+        session_id,
+        Action::AppendMessages,
+        "append messages",
+    )?;
+    let (message_count, first_seq) = match appended {
+        Appended::Done {
+            message_count,
+            first_seq,
+        } => (message_count, first_seq),
+        Appended::TooManyMessages { limit } => {
+            return Err(ApiError::Conflict(format!(
+                "the session would hold more than {limit} messages (SESSION_MAX_MESSAGES)"
+            )));
+        }
+        Appended::TooLarge { limit } => {
+            return Err(ApiError::Conflict(format!(
+                "the transcript would exceed {limit} bytes (SESSION_MAX_TRANSCRIPT_BYTES)"
+            )));
+        }
+    };
+    Ok(JsonResponse::new(
+        StatusCode::OK,
+        &AppendedMessages {
+            session_id,
+            message_count,
+            first_seq,
+            last_seq: message_count,
+        },
+        None,
+    ))
+}
+
+/// Appends messages, numbered after the last one, in one statement: its
+/// cost does not depend on the transcript's length, and concurrent appends
+/// get contiguous numbers in commit order. Owners and editors; bumps the
+/// caller's `last_active_at`. A session holds at most
+/// `SESSION_MAX_MESSAGES` messages and `SESSION_MAX_TRANSCRIPT_BYTES` of
+/// them (409 naming the limit). With `Idempotency-Key`, a retry does not
+/// append again.
+#[utoipa::path(
+    post, path = "/api/sessions/{session_id}/messages", operation_id = "append-messages",
+    tag = "messages",
+    params(
+        ("session_id" = Uuid, Path, description = "The session's id"),
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "Makes retries safe for 24 hours (1-255 visible ASCII characters)"),
+    ),
+    request_body = AppendMessages,
+    responses(
+        (status = 200, description = "Appended", body = AppendedMessages),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 413, response = Problem), (status = 415, response = Problem),
+        (status = 422, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [], "bearer" = [])),
+)]
+pub async fn append(
+    caller: UserCaller,
+    State(state): State<AppState>,
+    PathParams(session_id): PathParams<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(body): JsonBody<AppendMessages>,
+) -> Result<Response, ApiError> {
+    if !(1..=MAX_MESSAGES_PER_APPEND).contains(&body.messages.len()) {
+        return Err(ApiError::Validation(format!(
+            "messages must hold 1 to {MAX_MESSAGES_PER_APPEND} objects"
+        )));
+    }
+    let mut client = state.db.client().await?;
+    let response = match key {
+        None => append_in(&client, &state, &caller, session_id, &body).await?,
+        Some(key) => {
+            let route = format!("POST /api/sessions/{session_id}/messages");
+            let hash = idempotency::request_hash(&route, caller.user_id, &body);
+            idempotency::run_once(&mut client, &caller.app_id, &key, &hash, async |tx| {
+                append_in(tx, &state, &caller, session_id, &body).await
+            })
+            .await?
+        }
+    };
+    Ok(response.into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MessagesQuery {
+    /// Oldest first, starting after this `seq` (default 0: from the
+    /// first message).
+    #[param(minimum = 0)]
+    after_seq: Option<i32>,
+    /// Newest first, starting before this `seq`. To read from the end,
+    /// pass the session's `last_seq + 1` (or any larger number).
+    #[param(minimum = 1)]
+    before_seq: Option<i32>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagePage {
+    session_id: Uuid,
+    /// In the order asked for: oldest first with `after_seq`, newest first
+    /// with `before_seq`.
+    messages: Vec<StoredMessage>,
+    /// Reading forwards: pass as `after_seq` for the next page; `null` at
+    /// the end.
+    next_after_seq: Option<i32>,
+    /// Reading backwards: pass as `before_seq` for the next (older) page;
+    /// `null` at the first message.
+    next_before_seq: Option<i32>,
+}
+
+/// A page of the transcript: oldest first from `after_seq`, or newest
+/// first from `before_seq` (not both). Any participant. A keyset read of
+/// the primary key: each page costs the same wherever it starts.
+#[utoipa::path(
+    get, path = "/api/sessions/{session_id}/messages", operation_id = "list-messages",
+    tag = "messages",
+    params(("session_id" = Uuid, Path, description = "The session's id"), MessagesQuery),
+    responses(
+        (status = 200, description = "A page of messages", body = MessagePage),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 422, response = Problem), (status = 503, response = Problem),
+    ),
+    security(("api_key" = [], "bearer" = [])),
+)]
+pub async fn list(
+    caller: UserCaller,
+    State(state): State<AppState>,
+    PathParams(session_id): PathParams<Uuid>,
+    QueryParams(query): QueryParams<MessagesQuery>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::Validation(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let direction = match (query.after_seq, query.before_seq) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Validation(
+                "give after_seq (forwards) or before_seq (backwards), not both".to_owned(),
+            ));
+        }
+        (Some(after), None) if after < 0 => {
+            return Err(ApiError::Validation(
+                "after_seq must be 0 or more".to_owned(),
+            ));
+        }
+        (None, Some(before)) if before < 1 => {
+            return Err(ApiError::Validation(
+                "before_seq must be 1 or more".to_owned(),
+            ));
+        }
+        (after, None) => Direction::After(after.unwrap_or(0)),
+        (None, Some(before)) => Direction::Before(before),
+    };
+    let client = state.db.client().await?;
+    let mut messages = messages::page(&client, session_id, caller.user_id, direction, limit + 1)
+        .await?
+        .ok_or_else(|| not_found(session_id))?;
+    let more = messages.len() as i64 > limit;
+    messages.truncate(limit as usize);
+    let next = more.then(|| messages.last().map(|m| m.seq)).flatten();
+    let (next_after_seq, next_before_seq) = match direction {
+        Direction::After(_) => (next, None),
+        Direction::Before(_) => (None, next),
+    };
+    Ok(Json(MessagePage {
+        session_id,
+        messages,
+        next_after_seq,
+        next_before_seq,
+    }))
+}
+
+/// The whole session as NDJSON: the session object on the first line, then
+/// one line per message `{seq, created_at, message}`, oldest first, read
+/// from the database a page at a time as the client takes them (memory
+/// stays flat whatever the transcript's length). Any participant. The
+/// transcript is the one at the start of the export; should the session be
+/// deleted meanwhile, the response ends early (without its last line).
+#[utoipa::path(
+    get, path = "/api/sessions/{session_id}/export", operation_id = "export-session",
+    tag = "messages",
+    params(("session_id" = Uuid, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The session, then its messages, one JSON object per line",
+         content_type = "application/x-ndjson"),
+        (status = 400, response = Problem), (status = 401, response = Problem),
+        (status = 403, response = Problem), (status = 404, response = Problem),
+        (status = 503, response = Problem),
+    ),
+    security(("api_key" = [], "bearer" = [])),
+)]
+pub async fn export(
+    caller: UserCaller,
+    State(state): State<AppState>,
+    PathParams(session_id): PathParams<Uuid>,
+) -> Result<Response, ApiError> {
+    let session = {
+        let client = state.db.client().await?;
+        sessions::for_export(&client, session_id, caller.user_id)
+            .await?
+            .ok_or_else(|| not_found(session_id))?
+    };
+    let through = session.last_seq;
+    let first = ndjson_line(&session);
+    // Pages after the first line: (last seq sent, done).
+    let pages = futures_util::stream::unfold((0, false), move |(after, done)| {
+        let state = state.clone();
+        async move {
+            if done || after >= through {
+                return None;
+            }
+            let page = async {
+                let client = state.db.client().await?;
+                messages::export_page(&client, session_id, after, through, EXPORT_PAGE).await
+            }
+            .await;
+            match page {
+                Ok(page) if page.is_empty() => Some((
+                    Err(std::io::Error::other(
+                        "the session was deleted during its export",
+                    )),
+                    (after, true),
+                )),
+                Ok(page) => {
+                    let last = page.last().map_or(after, |m| m.seq);
+                    let lines: Vec<u8> = page.iter().flat_map(ndjson_line).collect();
+                    Some((Ok(lines), (last, false)))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "export stopped");
+                    Some((Err(std::io::Error::other(e.to_string())), (after, true)))
+                }
+            }
+        }
+    });
+    let body = futures_util::stream::once(async move { Ok(first) }).chain(pages);
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+fn ndjson_line(value: &impl Serialize) -> Vec<u8> {
+    let mut line = serde_json::to_vec(value).expect("rows serialize");
+    line.push(b'\n');
+    line
+}

@@ -1,0 +1,221 @@
+//! `session_messages`: a session's transcript, one row per message,
+//! numbered 1, 2, 3... per session (`seq`).
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::Row;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{DbError, Guarded, with_caller};
+use crate::settings::SessionLimits;
+
+/// One message of a transcript.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoredMessage {
+    /// Its number in the session: 1, 2, 3... without gaps.
+    pub seq: i32,
+    pub created_at: DateTime<Utc>,
+    /// The object as it was appended.
+    #[schema(value_type = Object)]
+    pub message: Value,
+}
+
+impl From<&Row> for StoredMessage {
+    fn from(row: &Row) -> Self {
+        Self {
+            seq: row.get("seq"),
+            created_at: row.get("created_at"),
+            message: row.get("message"),
+        }
+    }
+}
+
+/// What an append did, or which limit stopped it.
+#[derive(Debug)]
+pub enum Appended {
+    Done {
+        message_count: i32,
+        first_seq: i32,
+    },
+    /// The session would hold more than `SESSION_MAX_MESSAGES`.
+    TooManyMessages {
+        limit: i32,
+    },
+    /// The transcript would exceed `SESSION_MAX_TRANSCRIPT_BYTES`.
+    TooLarge {
+        limit: i64,
+    },
+}
+
+/// Appends `messages` (a JSON array of objects) if the caller's role is in
+/// `permitted` and the session's limits allow, numbering them after the
+/// last one. One statement: the session row's update (count and size,
+/// checked against the limits) takes its lock first, so concurrent appends
+/// to one session get contiguous ranges in commit order, and appends to
+/// different sessions do not wait for each other. The cost does not depend
+/// on the transcript's length. Also marks the caller active.
+pub async fn append(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    caller: Uuid,
+    app_id: &str,
+    permitted: &[&str],
+    messages: &Value,
+    limits: SessionLimits,
+) -> Result<Guarded<Appended>, DbError> {
+    let stmt = client
+        .prepare_cached(with_caller!(
+            ", incoming AS (
+                 SELECT m.message, m.ord::int AS ord
+                 FROM jsonb_array_elements($4::jsonb) WITH ORDINALITY AS m(message, ord)
+             ), totals AS (
+                 SELECT count(*)::int AS n, COALESCE(sum(octet_length(message::text)), 0)::bigint AS bytes
+                 FROM incoming
+             ), bumped AS (
+                 UPDATE sessions s
+                 SET message_count = s.message_count + totals.n,
+                     transcript_bytes = s.transcript_bytes + totals.bytes
+                 FROM caller, totals
+                 WHERE s.session_id = $1 AND caller.role = ANY($3::text[])
+                   AND s.message_count + totals.n <= $6
+                   AND s.transcript_bytes + totals.bytes <= $7
+                 RETURNING s.message_count
+             ), inserted AS (
+                 INSERT INTO session_messages
+                     (session_id, seq, message, appended_by_user_id, appended_by_app_id)
+                 SELECT $1, bumped.message_count - totals.n + incoming.ord, incoming.message, $2, $5
+                 FROM bumped, totals, incoming
+             ), active AS (
+                 UPDATE session_participants SET last_active_at = now()
+                 WHERE session_id = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM bumped)
+             )
+             SELECT caller.role AS caller_role, bumped.message_count, totals.n, totals.bytes,
+                    s.message_count AS count_before, s.transcript_bytes AS bytes_before
+             FROM caller CROSS JOIN totals
+             LEFT JOIN bumped ON true
+             LEFT JOIN sessions s ON s.session_id = $1"
+        ))
+        .await?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &session_id,
+                &caller,
+                &permitted,
+                messages,
+                &app_id,
+                &limits.max_messages,
+                &limits.max_transcript_bytes,
+            ],
+        )
+        .await?;
+    Guarded::from_row(row, |row| {
+        let n: i32 = row.get("n");
+        if let Some(message_count) = row.get::<_, Option<i32>>("message_count") {
+            return Ok(Some(Appended::Done {
+                message_count,
+                first_seq: message_count - n + 1,
+            }));
+        }
+        // Permitted but not done: a limit (judged on the count the
+        // statement saw; a concurrent append may have taken the rest).
+        if !permitted.contains(&row.get::<_, &str>("caller_role")) {
+            return Ok(None);
+        }
+        let count_before: Option<i32> = row.get("count_before");
+        Ok(count_before.map(|count| {
+            if i64::from(count) + i64::from(n) > i64::from(limits.max_messages) {
+                Appended::TooManyMessages {
+                    limit: limits.max_messages,
+                }
+            } else {
+                Appended::TooLarge {
+                    limit: limits.max_transcript_bytes,
+                }
+            }
+        }))
+    })
+}
+
+/// Which way a page of messages goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    /// Oldest first, after this seq (0: from the start).
+    After(i32),
+    /// Newest first, before this seq.
+    Before(i32),
+}
+
+/// Up to `limit` messages in `direction`, if the caller participates
+/// (`Ok(None)` otherwise). A keyset read of the primary key.
+pub async fn page(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    caller: Uuid,
+    direction: Direction,
+    limit: i64,
+) -> Result<Option<Vec<StoredMessage>>, DbError> {
+    let (sql, from) = match direction {
+        Direction::After(seq) => (
+            with_caller!(
+                " SELECT m.seq, m.created_at, m.message
+                 FROM caller LEFT JOIN LATERAL (
+                     SELECT seq, created_at, message FROM session_messages
+                     WHERE session_id = $1 AND seq > $3 ORDER BY seq LIMIT $4
+                 ) m ON true"
+            ),
+            seq,
+        ),
+        Direction::Before(seq) => (
+            with_caller!(
+                " SELECT m.seq, m.created_at, m.message
+                 FROM caller LEFT JOIN LATERAL (
+                     SELECT seq, created_at, message FROM session_messages
+                     WHERE session_id = $1 AND seq < $3 ORDER BY seq DESC LIMIT $4
+                 ) m ON true"
+            ),
+            seq,
+        ),
+    };
+    let stmt = client.prepare_cached(sql).await?;
+    let rows = client
+        .query(&stmt, &[&session_id, &caller, &from, &limit])
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.iter()
+            .filter(|row| row.get::<_, Option<i32>>("seq").is_some())
+            .map(StoredMessage::from)
+            .collect(),
+    ))
+}
+
+/// Messages `after < seq <= through`, oldest first, at most `limit`: one
+/// page of an export, whose caller was checked when it began. Messages
+/// never change once appended, so the pages form the transcript as it was
+/// then.
+pub async fn export_page(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    after: i32,
+    through: i32,
+    limit: i64,
+) -> Result<Vec<StoredMessage>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT seq, created_at, message FROM session_messages
+             WHERE session_id = $1 AND seq > $2 AND seq <= $3
+             ORDER BY seq LIMIT $4",
+        )
+        .await?;
+    let rows = client
+        .query(&stmt, &[&session_id, &after, &through, &limit])
+        .await?;
+    Ok(rows.iter().map(StoredMessage::from).collect())
+}

@@ -1,0 +1,32 @@
+//! What one session may hold (the per-request bounds are in the API).
+
+use super::{SettingsError, Vars};
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// `SESSION_MAX_MESSAGES`: messages in one transcript.
+    pub max_messages: i32,
+    /// `SESSION_MAX_TRANSCRIPT_BYTES`: the transcript's size, counted as
+    /// the messages' JSON text.
+    pub max_transcript_bytes: i64,
+}
+
+pub(super) fn from_vars(vars: &Vars<'_>) -> Result<SessionLimits, SettingsError> {
+    let limits = SessionLimits {
+        max_messages: vars.parse_or("SESSION_MAX_MESSAGES", 200_000)?,
+        max_transcript_bytes: vars.parse_or("SESSION_MAX_TRANSCRIPT_BYTES", 256 * 1024 * 1024)?,
+    };
+    if limits.max_messages < 1 {
+        return Err(SettingsError::new(
+            "SESSION_MAX_MESSAGES",
+            "must be at least 1",
+        ));
+    }
+    if limits.max_transcript_bytes < 1 {
+        return Err(SettingsError::new(
+            "SESSION_MAX_TRANSCRIPT_BYTES",
+            "must be at least 1",
+        ));
+    }
+    Ok(limits)
+}
