@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The benchmark (see docs/benchmarks.md): builds the release binary, starts a
-# throwaway PostgreSQL with pg_stat_statements and CSV statement logs, runs
-# scripts/bench.py (wrk against the service, pgbench against the same SQL,
-# cold start, memory, scale) and writes docs/benchmarks.md.
+# throwaway PostgreSQL (TLS on) with pg_stat_statements and CSV statement
+# logs, runs scripts/bench.py (wrk against the service, pgbench against the
+# same SQL, round trips of every function, cold start, memory, transcript
+# growth, scale) and writes docs/benchmarks.md.
 # Environment: BENCH_DURATION (s per run, default 10), BENCH_CONNECTIONS
-# (default 16), BENCH_SCALE_SESSIONS (default 1000000).
+# (default 8), BENCH_USERS (default 200), BENCH_GROWTH_MESSAGES (default
+# 100000), BENCH_SCALE_SESSIONS (default 1000000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,13 +22,14 @@ chmod 755 "$dir"
 cleanup() { scripts/local-pg.sh stop "$dir" || true; rm -rf "$dir"; }
 trap cleanup EXIT
 port=$(scripts/local-pg.sh free-port 56432)
-scripts/local-pg.sh start "$dir" "$port" --fast \
+scripts/local-pg.sh start "$dir" "$port" --fast --ssl \
   --conf shared_preload_libraries=pg_stat_statements \
   --conf pg_stat_statements.track=top \
   --conf logging_collector=on --conf log_destination=csvlog \
   --conf log_directory=log --conf log_parameter_max_length=-1 \
   --conf max_wal_size=4GB
 
-python3 scripts/bench.py --pg-port "$port" --log-dir "$dir/data/log" \
-  --duration "${BENCH_DURATION:-10}" --connections "${BENCH_CONNECTIONS:-16}" \
+python3 scripts/bench.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt" \
+  --duration "${BENCH_DURATION:-10}" --connections "${BENCH_CONNECTIONS:-8}" \
+  --users "${BENCH_USERS:-200}" --growth-messages "${BENCH_GROWTH_MESSAGES:-100000}" \
   --scale-sessions "${BENCH_SCALE_SESSIONS:-1000000}"

@@ -181,6 +181,7 @@ impl From<DbError> for ApiError {
                     "what this request refers to was deleted while it ran".to_owned(),
                 )
             }
+            DbError::KeyRefused(refusal) => crate::auth::key_refused(refusal),
             DbError::LastOwner => {
                 ApiError::Conflict("a session must keep at least one owner".to_owned())
             }

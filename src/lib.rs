@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 pub mod refresh;
 pub mod roles;
+pub mod search;
 pub mod secrets;
 pub mod settings;
 pub mod startup;

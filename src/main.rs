@@ -95,7 +95,7 @@ async fn migrate(settings: Settings, grant_to: Option<String>) -> Result<(), Str
             config.password(token.expose_secret());
         }
     }
-    let tls = db::tls_connector().map_err(|e| e.to_string())?;
+    let tls = db::tls::connector().map_err(|e| e.to_string())?;
     db::migrate::run(&config, tls, grant_to.as_deref())
         .await
         .map_err(|e| e.to_string())?;

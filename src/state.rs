@@ -22,6 +22,15 @@ impl AppState {
     /// Cheap and local: nothing here touches the network.
     pub fn new(settings: Settings) -> Result<Self, SecretsError> {
         let settings = Arc::new(settings);
+        // Unless the database is known to need no TLS, get it ready early.
+        let plain = settings
+            .database
+            .config
+            .as_ref()
+            .is_some_and(|c| c.get_ssl_mode() == tokio_postgres::config::SslMode::Disable);
+        if !plain {
+            crate::db::tls::prepare();
+        }
         let secrets = Arc::new(Secrets::new(settings.clone())?);
         let entra = match settings.database.auth {
             DatabaseAuth::Password => None,

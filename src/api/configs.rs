@@ -97,7 +97,7 @@ pub async fn create(
     let client = state.db.client().await?;
     let config = configs::insert(
         &client,
-        &caller.app_id,
+        caller.key.hash(),
         &NewConfig {
             name: body.name.as_str(),
             description: body.description.as_ref().map(Text::as_str),
@@ -128,7 +128,7 @@ pub async fn list(
     let limit = cursor::limit(query.limit)?;
     let after: Option<ConfigsAfter> = query.cursor.as_deref().map(cursor::decode).transpose()?;
     let client = state.db.client().await?;
-    let rows = configs::list(&client, &caller.app_id, after.as_ref(), limit + 1).await?;
+    let rows = configs::list(&client, caller.key.hash(), after.as_ref(), limit + 1).await?;
     let (configs, next_cursor) = cursor::page(rows, limit, cursor::MAX_PAGE_BYTES, |c: &Config| {
         ConfigsAfter {
             created_at: c.created_at,
@@ -154,12 +154,12 @@ pub async fn list(
     security(("api_key" = [])),
 )]
 pub async fn get(
-    _: AppCaller,
+    caller: AppCaller,
     State(state): State<AppState>,
     PathParams(config_id): PathParams<Uuid>,
 ) -> Result<Json<Config>, ApiError> {
     let client = state.db.client().await?;
-    configs::get(&client, config_id)
+    configs::get(&client, caller.key.hash(), config_id)
         .await?
         .map(Json)
         .ok_or_else(|| not_found(config_id))
@@ -206,7 +206,7 @@ pub async fn update(
         tags: tags.as_ref(),
     };
     let client = state.db.client().await?;
-    let write = configs::update(&client, config_id, caller.app_id(), &changes).await?;
+    let write = configs::update(&client, config_id, caller.writer(), &changes).await?;
     settle(write, config_id).map(Json)
 }
 
@@ -228,6 +228,6 @@ pub async fn delete(
     PathParams(config_id): PathParams<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let client = state.db.client().await?;
-    let write = configs::delete(&client, config_id, caller.app_id()).await?;
+    let write = configs::delete(&client, config_id, caller.writer()).await?;
     settle(write, config_id).map(|()| StatusCode::NO_CONTENT)
 }

@@ -98,7 +98,7 @@ impl IntoResponse for JsonResponse {
 /// concurrent duplicate waits for this one and then replays its response.
 pub async fn run_once(
     client: &mut Object,
-    app_id: &str,
+    app_key: Option<&str>,
     key: &str,
     request_hash: &str,
     work: impl AsyncFnOnce(&Transaction<'_>) -> Result<JsonResponse, ApiError>,
@@ -107,7 +107,9 @@ pub async fn run_once(
         .transaction()
         .await
         .map_err(crate::db::DbError::from)?;
-    match idempotency::claim(&tx, app_id, key, request_hash).await? {
+    let (app_id, claim) = idempotency::claim(&tx, app_key, key, request_hash).await?;
+    let app_id = app_id.as_str();
+    match claim {
         Claim::Replay(recorded) => Ok(JsonResponse {
             status: StatusCode::from_u16(recorded.status)
                 .map_err(|e| ApiError::Internal(e.to_string()))?,

@@ -17,10 +17,11 @@ use super::idempotency::{self, IdempotencyKey, JsonResponse};
 use super::sessions::{not_found, settle_action};
 use super::validate::Message;
 use crate::auth::UserCaller;
-use crate::db::messages::{self, Appended, Direction, StoredMessage};
+use crate::db::messages::{self, Appended, Direction, NewMessages, StoredMessage};
 use crate::db::sessions;
 use crate::error::{ApiError, Problem};
 use crate::roles::{self, Action};
+use crate::search;
 use crate::state::AppState;
 
 /// Messages one append may carry.
@@ -59,14 +60,18 @@ async fn append_in(
 ) -> Result<JsonResponse, ApiError> {
     let messages =
         serde_json::to_value(&body.messages).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let words = search::document(&search::words(&messages));
     let permitted = roles::roles_permitted(Action::AppendMessages);
     let outcome = messages::append(
         client,
+        caller.key.hash(),
         session_id,
         caller.user_id,
-        &caller.app_id,
         &permitted,
-        &messages,
+        &NewMessages {
+            messages: &messages,
+            words: &words,
+        },
         state.settings.limits,
     )
     .await?;
@@ -148,7 +153,7 @@ pub async fn append(
         Some(key) => {
             let route = format!("POST /api/sessions/{session_id}/messages");
             let hash = idempotency::request_hash(&route, caller.user_id, &body);
-            idempotency::run_once(&mut client, &caller.app_id, &key, &hash, async |tx| {
+            idempotency::run_once(&mut client, caller.key.hash(), &key, &hash, async |tx| {
                 append_in(tx, &state, &caller, session_id, &body).await
             })
             .await?
@@ -235,9 +240,16 @@ pub async fn list(
         (None, Some(before)) => Direction::Before(before),
     };
     let client = state.db.client().await?;
-    let mut messages = messages::page(&client, session_id, caller.user_id, direction, limit + 1)
-        .await?
-        .ok_or_else(|| not_found(session_id))?;
+    let mut messages = messages::page(
+        &client,
+        caller.key.hash(),
+        session_id,
+        caller.user_id,
+        direction,
+        limit + 1,
+    )
+    .await?
+    .ok_or_else(|| not_found(session_id))?;
     let more = messages.len() as i64 > limit;
     messages.truncate(limit as usize);
     let next = more.then(|| messages.last().map(|m| m.seq)).flatten();
@@ -279,7 +291,7 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     let session = {
         let client = state.db.client().await?;
-        sessions::for_export(&client, session_id, caller.user_id)
+        sessions::for_export(&client, caller.key.hash(), session_id, caller.user_id)
             .await?
             .ok_or_else(|| not_found(session_id))?
     };

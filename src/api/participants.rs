@@ -71,6 +71,7 @@ pub async fn add(
     let client = state.db.client().await?;
     let outcome = participants::add(
         &client,
+        caller.key.hash(),
         session_id,
         caller.user_id,
         body.user_id,
@@ -113,7 +114,7 @@ pub async fn list(
     PathParams(session_id): PathParams<Uuid>,
 ) -> Result<Json<ParticipantList>, ApiError> {
     let client = state.db.client().await?;
-    let participants = participants::list(&client, session_id, caller.user_id)
+    let participants = participants::list(&client, caller.key.hash(), session_id, caller.user_id)
         .await?
         .ok_or_else(|| super::sessions::not_found(session_id))?;
     Ok(Json(ParticipantList {
@@ -152,6 +153,7 @@ pub async fn update(
     let client = state.db.client().await?;
     let outcome = participants::update_role(
         &client,
+        caller.key.hash(),
         session_id,
         caller.user_id,
         user_id,
@@ -194,8 +196,15 @@ pub async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let permitted = roles::roles_permitted(Action::RemoveParticipant);
     let client = state.db.client().await?;
-    let outcome =
-        participants::remove(&client, session_id, caller.user_id, user_id, &permitted).await?;
+    let outcome = participants::remove(
+        &client,
+        caller.key.hash(),
+        session_id,
+        caller.user_id,
+        user_id,
+        &permitted,
+    )
+    .await?;
     settle(
         outcome,
         session_id,

@@ -18,6 +18,7 @@ use crate::db::Guarded;
 use crate::db::sessions::{self, Forked, Session, SessionChanges, SessionView};
 use crate::error::{ApiError, Problem};
 use crate::roles::{self, Action, Role};
+use crate::search;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -117,12 +118,14 @@ async fn create_in(
     body: &CreateSession,
 ) -> Result<JsonResponse, ApiError> {
     let metadata = body.metadata.to_value();
+    let words = search::document(&search::words(&metadata));
     let session = sessions::create(
         client,
+        caller.key.hash(),
         body.config_id,
         caller.user_id,
-        &caller.app_id,
         &metadata,
+        &words,
     )
     .await?
     .ok_or_else(|| super::configs::not_found(body.config_id))?;
@@ -164,7 +167,7 @@ pub async fn create(
         None => create_in(&client, &caller, &body).await?,
         Some(key) => {
             let hash = idempotency::request_hash("POST /api/sessions", caller.user_id, &body);
-            idempotency::run_once(&mut client, &caller.app_id, &key, &hash, async |tx| {
+            idempotency::run_once(&mut client, caller.key.hash(), &key, &hash, async |tx| {
                 create_in(tx, &caller, &body).await
             })
             .await?
@@ -194,7 +197,7 @@ pub async fn get(
     PathParams(session_id): PathParams<Uuid>,
 ) -> Result<Json<SessionView>, ApiError> {
     let client = state.db.client().await?;
-    sessions::read(&client, session_id, caller.user_id, &caller.app_id)
+    sessions::read(&client, caller.key.hash(), session_id, caller.user_id)
         .await?
         .map(Json)
         .ok_or_else(|| not_found(session_id))
@@ -226,14 +229,24 @@ pub async fn update(
         ));
     }
     let metadata = body.metadata.as_ref().map(JsonObject::to_value);
+    let words = metadata
+        .as_ref()
+        .map(|m| search::document(&search::words(m)));
     let changes = SessionChanges {
         status: body.status.map(SessionStatus::as_str),
-        metadata: metadata.as_ref(),
+        metadata: metadata.as_ref().zip(words.as_deref()),
     };
     let permitted = roles::roles_permitted(Action::Update);
     let client = state.db.client().await?;
-    let outcome =
-        sessions::update(&client, session_id, caller.user_id, &permitted, &changes).await?;
+    let outcome = sessions::update(
+        &client,
+        caller.key.hash(),
+        session_id,
+        caller.user_id,
+        &permitted,
+        &changes,
+    )
+    .await?;
     settle_action(outcome, session_id, Action::Update, "update it").map(Json)
 }
 
@@ -256,7 +269,14 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let permitted = roles::roles_permitted(Action::Delete);
     let client = state.db.client().await?;
-    let outcome = sessions::delete(&client, session_id, caller.user_id, &permitted).await?;
+    let outcome = sessions::delete(
+        &client,
+        caller.key.hash(),
+        session_id,
+        caller.user_id,
+        &permitted,
+    )
+    .await?;
     settle_action(outcome, session_id, Action::Delete, "delete it")?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -268,13 +288,16 @@ async fn fork_in(
     body: &ForkSession,
 ) -> Result<JsonResponse, ApiError> {
     let metadata = body.metadata.as_ref().map(JsonObject::to_value);
+    let words = metadata
+        .as_ref()
+        .map(|m| search::document(&search::words(m)));
     let outcome = sessions::fork(
         client,
+        caller.key.hash(),
         session_id,
         caller.user_id,
-        &caller.app_id,
         body.up_to_seq,
-        metadata.as_ref(),
+        metadata.as_ref().zip(words.as_deref()),
     )
     .await?;
     match settle_action(outcome, session_id, Action::Read, "read it")? {
@@ -334,7 +357,7 @@ pub async fn fork(
         Some(key) => {
             let route = format!("POST /api/sessions/{session_id}/fork");
             let hash = idempotency::request_hash(&route, caller.user_id, &body);
-            idempotency::run_once(&mut client, &caller.app_id, &key, &hash, async |tx| {
+            idempotency::run_once(&mut client, caller.key.hash(), &key, &hash, async |tx| {
                 fork_in(tx, &caller, session_id, &body).await
             })
             .await?

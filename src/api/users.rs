@@ -12,6 +12,7 @@ use super::sessions::SessionStatus;
 use crate::auth::UserCaller;
 use crate::db::participants::{self, SessionFilter, UserSession, UserSessionsAfter};
 use crate::error::{ApiError, Problem};
+use crate::search::Query;
 use crate::state::AppState;
 
 /// `me` or a user id, as the `{user_id}` path segment.
@@ -47,10 +48,10 @@ pub struct PageQuery {
     status: Option<SessionStatus>,
     /// Only sessions created from this config.
     config_id: Option<Uuid>,
-    /// Only sessions whose messages or metadata contain these words: whole
-    /// words in string values, any case, no stemming; `"a phrase"`, `or`
-    /// and `-excluded` work as in web search. Keys, numbers and parts of
-    /// words do not match.
+    /// Only sessions whose messages or metadata contain all these words
+    /// (anywhere in the session; in string values; any case; whole words,
+    /// no stemming) and none of the `-excluded` ones. Words are runs of
+    /// letters and digits: anything else separates them. At most 16 words.
     #[param(min_length = 1, max_length = 256)]
     q: Option<String>,
 }
@@ -96,21 +97,30 @@ pub async fn sessions(
     let limit = cursor::limit(query.limit)?;
     let after: Option<UserSessionsAfter> =
         query.cursor.as_deref().map(cursor::decode).transpose()?;
-    if let Some(q) = &query.q
-        && (q.trim().is_empty() || q.chars().count() > MAX_QUERY_CHARS || q.contains('\0'))
-    {
-        return Err(ApiError::Validation(format!(
-            "q must be 1 to {MAX_QUERY_CHARS} characters of words to find"
-        )));
-    }
+    let words = match &query.q {
+        Some(q) if q.chars().count() > MAX_QUERY_CHARS => {
+            return Err(ApiError::Validation(format!(
+                "q must be at most {MAX_QUERY_CHARS} characters"
+            )));
+        }
+        Some(q) => Some(Query::parse(q).map_err(ApiError::Validation)?),
+        None => None,
+    };
     let filter = SessionFilter {
         status: query.status.map(SessionStatus::as_str),
         config_id: query.config_id,
-        query: query.q.as_deref(),
+        query: words.as_ref(),
     };
     let client = state.db.client().await?;
-    let rows = participants::sessions_of_user(&client, user_id, after.as_ref(), &filter, limit + 1)
-        .await?;
+    let rows = participants::sessions_of_user(
+        &client,
+        caller.key.hash(),
+        user_id,
+        after.as_ref(),
+        &filter,
+        limit + 1,
+    )
+    .await?;
     let (sessions, next_cursor) =
         cursor::page(rows, limit, cursor::MAX_PAGE_BYTES, |s: &UserSession| {
             UserSessionsAfter {

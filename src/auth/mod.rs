@@ -1,6 +1,12 @@
-//! Who is calling: request extractors that authenticate the admin, an
-//! application (`X-API-Key`) and a user (`Authorization: Bearer <JWT>`).
-//! A handler states what it needs by the extractor it takes.
+//! Who is calling: request extractors for the admin, an application
+//! (`X-API-Key`) and a user (`Authorization: Bearer <JWT>`). A handler
+//! states what it needs by the extractor it takes.
+//!
+//! An application's key is not looked up here: the statement that does the
+//! work checks it (`db::caller`), so a request is one database round trip
+//! and a rotated or deactivated key is refused at once on every instance.
+//! Everything that needs no database is decided here: a missing key, the
+//! admin key where an application's is needed, the user token.
 
 pub mod api_key;
 pub mod token;
@@ -11,9 +17,9 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::auth::token::TokenError;
-use crate::db::{DbError, applications};
+use crate::db::{DbError, KeyRefusal, applications};
 use crate::error::ApiError;
-use crate::settings::{DEV_APP_ID, DEV_USER_ID};
+use crate::settings::DEV_USER_ID;
 use crate::state::AppState;
 
 /// The header carrying an application's (or the admin's) key.
@@ -24,33 +30,50 @@ const API_KEY_CHALLENGE: &str = "ApiKey realm=\"amplifier\", header=\"X-API-Key\
 #[derive(Debug)]
 pub struct Admin;
 
-/// An active application.
-#[derive(Debug)]
-pub struct AppCaller {
-    pub app_id: String,
+/// An application's key, as statements check it: the SHA-256 of the key
+/// sent, or `None` for a call without a key where `AUTH_REQUIRED=false`
+/// (which acts as the development application).
+#[derive(Debug, Clone)]
+pub struct AppKey(Option<String>);
+
+impl AppKey {
+    fn of(key: &str) -> Self {
+        Self(Some(api_key::hash(key)))
+    }
+
+    /// The statement parameter `$1`.
+    pub fn hash(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
 }
 
-/// An active application, or the admin (config writes accept either).
+/// An application (its key still to be checked by the statement).
+#[derive(Debug)]
+pub struct AppCaller {
+    pub key: AppKey,
+}
+
+/// An application, or the admin (config writes accept either).
 #[derive(Debug)]
 pub enum AppOrAdmin {
     Admin,
-    App(String),
+    App(AppKey),
 }
 
 impl AppOrAdmin {
-    /// The application to limit a write to; `None` for the admin.
-    pub fn app_id(&self) -> Option<&str> {
+    /// Who a config write is for.
+    pub fn writer(&self) -> crate::db::configs::Writer<'_> {
         match self {
-            AppOrAdmin::Admin => None,
-            AppOrAdmin::App(id) => Some(id),
+            AppOrAdmin::Admin => crate::db::configs::Writer::Admin,
+            AppOrAdmin::App(key) => crate::db::configs::Writer::App(key.hash()),
         }
     }
 }
 
-/// An active application acting for a user.
+/// An application acting for a user whose token was verified.
 #[derive(Debug)]
 pub struct UserCaller {
-    pub app_id: String,
+    pub key: AppKey,
     pub user_id: Uuid,
 }
 
@@ -59,6 +82,16 @@ fn key_error(detail: &str) -> ApiError {
         detail: detail.to_owned(),
         challenge: API_KEY_CHALLENGE.to_owned(),
     }
+}
+
+/// The answer to a key a statement refused.
+pub fn key_refused(refusal: KeyRefusal) -> ApiError {
+    key_error(match refusal {
+        KeyRefusal::Unknown => {
+            "X-API-Key is not a valid application key (unknown, deleted, or replaced by rotate-key)"
+        }
+        KeyRefusal::Deactivated => "the application of this X-API-Key is deactivated",
+    })
 }
 
 fn api_key(parts: &Parts) -> Result<Option<&str>, ApiError> {
@@ -77,19 +110,12 @@ async fn is_admin_key(state: &AppState, key: &str) -> Result<bool, ApiError> {
         .is_some_and(|admin| api_key::secrets_match(key, admin.expose_secret())))
 }
 
-const NOT_AN_APPLICATION_KEY: &str =
-    "X-API-Key is not a valid application key (unknown, deleted, or replaced by rotate-key)";
-
-/// The application a key belongs to, if it is active.
-async fn application_for_key(state: &AppState, key: &str) -> Result<String, ApiError> {
+/// Checks a key with a statement of its own: only on paths that end in an
+/// error anyway (so the error tells the right story), never on success.
+async fn check_key(state: &AppState, key: &AppKey) -> Result<(), ApiError> {
     let client = state.db.client().await?;
-    match applications::find_by_key_hash(&client, &api_key::hash(key)).await? {
-        Some(owner) if owner.is_active => Ok(owner.app_id),
-        Some(_) => Err(key_error(
-            "the application of this X-API-Key is deactivated",
-        )),
-        None => Err(key_error(NOT_AN_APPLICATION_KEY)),
-    }
+    applications::check_key(&client, key.hash()).await?;
+    Ok(())
 }
 
 impl FromRequestParts<AppState> for Admin {
@@ -103,8 +129,8 @@ impl FromRequestParts<AppState> for Admin {
             return Ok(Admin);
         }
         // A valid application key is authenticated but not allowed here.
-        match application_for_key(state, key).await {
-            Ok(_) => Err(ApiError::Forbidden(
+        match check_key(state, &AppKey::of(key)).await {
+            Ok(()) => Err(ApiError::Forbidden(
                 "only the admin key may manage applications".to_owned(),
             )),
             Err(ApiError::Unauthorized { .. }) => Err(key_error(
@@ -121,9 +147,7 @@ impl FromRequestParts<AppState> for AppCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(key) = api_key(parts)? else {
             if !state.settings.auth.required {
-                return Ok(AppCaller {
-                    app_id: DEV_APP_ID.to_owned(),
-                });
+                return Ok(AppCaller { key: AppKey(None) });
             }
             return Err(key_error(
                 "this function needs an application key in X-API-Key",
@@ -136,7 +160,7 @@ impl FromRequestParts<AppState> for AppCaller {
             ));
         }
         Ok(AppCaller {
-            app_id: application_for_key(state, key).await?,
+            key: AppKey::of(key),
         })
     }
 }
@@ -148,7 +172,7 @@ impl FromRequestParts<AppState> for AppOrAdmin {
         match api_key(parts)? {
             Some(key) if is_admin_key(state, key).await? => Ok(AppOrAdmin::Admin),
             _ => Ok(AppOrAdmin::App(
-                AppCaller::from_request_parts(parts, state).await?.app_id,
+                AppCaller::from_request_parts(parts, state).await?.key,
             )),
         }
     }
@@ -158,14 +182,20 @@ impl FromRequestParts<AppState> for UserCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // The application key first: a caller without a valid key learns
-        // nothing about the token it sends (no oracle for stolen tokens).
         let app = AppCaller::from_request_parts(parts, state).await?;
-        let user_id = user(parts, state).await?;
-        Ok(UserCaller {
-            app_id: app.app_id,
-            user_id,
-        })
+        match user(parts, state).await {
+            Ok(user_id) => Ok(UserCaller {
+                key: app.key,
+                user_id,
+            }),
+            // A caller without a valid key learns nothing about its token
+            // (no oracle for stolen tokens): the key's refusal wins.
+            Err(token_error @ ApiError::Unauthorized { .. }) => {
+                check_key(state, &app.key).await?;
+                Err(token_error)
+            }
+            Err(other) => Err(other),
+        }
     }
 }
 

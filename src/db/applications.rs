@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 use super::DbError;
+use super::caller::{check_key as check_key_verdict, verdict, verdict_from, with_app};
 
 const COLUMNS: &str = "app_id, app_name, is_active, settings, created_at, updated_at";
 
@@ -34,12 +35,6 @@ impl From<&Row> for Application {
             updated_at: row.get("updated_at"),
         }
     }
-}
-
-/// What authentication needs to know about a presented key.
-pub struct KeyOwner {
-    pub app_id: String,
-    pub is_active: bool,
 }
 
 /// Why an application id cannot be registered.
@@ -88,19 +83,15 @@ pub async fn insert(
     }))
 }
 
-/// The application holding the key with this SHA-256 hash, if any.
-pub async fn find_by_key_hash(
-    client: &impl GenericClient,
-    api_key_hash: &str,
-) -> Result<Option<KeyOwner>, DbError> {
+/// Whether `key` (a key's SHA-256; `None`: the development application)
+/// belongs to an active application. Only for answers that are errors
+/// anyway: the statements of the functions check the key themselves.
+pub async fn check_key(client: &impl GenericClient, key: Option<&str>) -> Result<(), DbError> {
     let stmt = client
-        .prepare_cached("SELECT app_id, is_active FROM applications WHERE api_key_hash = $1")
+        .prepare_cached(concat!(with_app!(" "), verdict!(), verdict_from!()))
         .await?;
-    let row = client.query_opt(&stmt, &[&api_key_hash]).await?;
-    Ok(row.map(|row| KeyOwner {
-        app_id: row.get("app_id"),
-        is_active: row.get("is_active"),
-    }))
+    let row = client.query_one(&stmt, &[&key]).await?;
+    check_key_verdict(&row)
 }
 
 /// All applications but deleted ones, oldest first (there are few: one per

@@ -11,8 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::DbError;
-
-const COLUMNS: &str = "config_id, name, description, yaml_content, tags, created_at, updated_at";
+use super::caller::{check_key, verdict, verdict_from, with_app};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Config {
@@ -48,45 +47,63 @@ pub struct NewConfig<'a> {
     pub tags: &'a Value,
 }
 
+/// Stores a config created by the application of `key` (see `caller`).
 pub async fn insert(
     client: &impl GenericClient,
-    app_id: &str,
+    key: Option<&str>,
     new: &NewConfig<'_>,
 ) -> Result<Config, DbError> {
     let stmt = client
-        .prepare_cached(&format!(
-            "INSERT INTO configs (name, description, yaml_content, tags, created_by_app_id)
-             VALUES ($1, $2, $3, $4, $5)
-             RETURNING {COLUMNS}"
+        .prepare_cached(concat!(
+            with_app!(
+                ", inserted AS (
+                 INSERT INTO configs (name, description, yaml_content, tags, created_by_app_id)
+                 SELECT $2, $3, $4, $5, app.app_id FROM app WHERE app.is_active
+                 RETURNING *
+             ) "
+            ),
+            verdict!(),
+            ", inserted.*",
+            verdict_from!(),
+            " LEFT JOIN inserted ON true"
         ))
         .await?;
     let row = client
         .query_one(
             &stmt,
             &[
+                &key,
                 &new.name,
                 &new.description,
                 &new.yaml_content,
                 new.tags,
-                &app_id,
             ],
         )
         .await?;
+    check_key(&row)?;
     Ok(Config::from(&row))
 }
 
 /// Any application may read any config; only writes are limited to its creator.
-pub async fn get(client: &impl GenericClient, config_id: Uuid) -> Result<Option<Config>, DbError> {
+pub async fn get(
+    client: &impl GenericClient,
+    key: Option<&str>,
+    config_id: Uuid,
+) -> Result<Option<Config>, DbError> {
     let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM configs WHERE config_id = $1"
+        .prepare_cached(concat!(
+            with_app!(" "),
+            verdict!(),
+            ", c.*",
+            verdict_from!(),
+            " LEFT JOIN configs c ON app.is_active AND c.config_id = $2"
         ))
         .await?;
-    Ok(client
-        .query_opt(&stmt, &[&config_id])
-        .await?
-        .as_ref()
-        .map(Config::from))
+    let row = client.query_one(&stmt, &[&key, &config_id]).await?;
+    check_key(&row)?;
+    Ok(row
+        .get::<_, Option<Uuid>>("config_id")
+        .map(|_| Config::from(&row)))
 }
 
 /// Where the previous page of configs ended.
@@ -96,46 +113,77 @@ pub struct ConfigsAfter {
     pub config_id: Uuid,
 }
 
-/// A page of `app_id`'s configs, newest first, ties by id, read in the
-/// order of `idx_configs_app_created` from the cursor on.
+/// A page of the calling application's configs, newest first, ties by
+/// id, read in the order of `idx_configs_app_created` from the cursor on.
 pub async fn list(
     client: &impl GenericClient,
-    app_id: &str,
+    key: Option<&str>,
     after: Option<&ConfigsAfter>,
     limit: i64,
 ) -> Result<Vec<Config>, DbError> {
     let rows = match after {
         None => {
             let stmt = client
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM configs WHERE created_by_app_id = $1
-                     ORDER BY created_at DESC, config_id LIMIT $2"
+                .prepare_cached(concat!(
+                    with_app!(" "),
+                    verdict!(),
+                    ", c.*",
+                    verdict_from!(),
+                    " LEFT JOIN LATERAL (
+                         SELECT * FROM configs WHERE app.is_active AND created_by_app_id = app.app_id
+                         ORDER BY created_at DESC, config_id LIMIT $2
+                     ) c ON true"
                 ))
                 .await?;
-            client.query(&stmt, &[&app_id, &limit]).await?
+            client.query(&stmt, &[&key, &limit]).await?
         }
         Some(after) => {
             let stmt = client
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM configs
-                     WHERE created_by_app_id = $1 AND created_at <= $2
-                       AND (created_at < $2 OR config_id > $3)
-                     ORDER BY created_at DESC, config_id LIMIT $4"
+                .prepare_cached(concat!(
+                    with_app!(" "),
+                    verdict!(),
+                    ", c.*",
+                    verdict_from!(),
+                    " LEFT JOIN LATERAL (
+                         SELECT * FROM configs
+                         WHERE app.is_active AND created_by_app_id = app.app_id
+                           AND created_at <= $3 AND (created_at < $3 OR config_id > $4)
+                         ORDER BY created_at DESC, config_id LIMIT $2
+                     ) c ON true"
                 ))
                 .await?;
             client
-                .query(
-                    &stmt,
-                    &[&app_id, &after.created_at, &after.config_id, &limit],
-                )
+                .query(&stmt, &[&key, &limit, &after.created_at, &after.config_id])
                 .await?
         }
     };
-    Ok(rows.iter().map(Config::from).collect())
+    check_key(&rows[0])?;
+    Ok(rows
+        .iter()
+        .filter(|row| row.get::<_, Option<Uuid>>("config_id").is_some())
+        .map(Config::from)
+        .collect())
 }
 
-/// Who is changing a config: its creator, or the admin (`None`).
-pub type Writer<'a> = Option<&'a str>;
+/// Who is changing a config: an application (its key, limited to the
+/// configs it created) or the admin.
+#[derive(Debug, Clone, Copy)]
+pub enum Writer<'a> {
+    Admin,
+    App(Option<&'a str>),
+}
+
+impl Writer<'_> {
+    /// `$1` (the key; the admin's statements pass none and run as the
+    /// development application, whose verdict is always valid) and `$2`
+    /// (whether the writer may change any config).
+    fn params(&self) -> (Option<&str>, bool) {
+        match self {
+            Writer::Admin => (None, true),
+            Writer::App(key) => (*key, false),
+        }
+    }
+}
 
 /// The outcome of a write limited to a config's creator.
 #[derive(Debug)]
@@ -146,10 +194,10 @@ pub enum ConfigWrite<T> {
     Done(T),
 }
 
-fn config_write<T>(row: Option<Row>, done: impl FnOnce(&Row) -> Option<T>) -> ConfigWrite<T> {
-    match row {
+fn config_write<T>(row: &Row, done: impl FnOnce(&Row) -> Option<T>) -> ConfigWrite<T> {
+    match row.get::<_, Option<Uuid>>("target_id") {
         None => ConfigWrite::NotFound,
-        Some(row) => done(&row).map_or(ConfigWrite::NotYours, ConfigWrite::Done),
+        Some(_) => done(row).map_or(ConfigWrite::NotYours, ConfigWrite::Done),
     }
 }
 
@@ -169,29 +217,38 @@ pub async fn update(
     changes: &ConfigChanges<'_>,
 ) -> Result<ConfigWrite<Config>, DbError> {
     let stmt = client
-        .prepare_cached(
-            "WITH target AS (
-                 SELECT config_id FROM configs WHERE config_id = $1
+        .prepare_cached(concat!(
+            with_app!(
+                ", target AS (
+                 SELECT config_id FROM configs, app WHERE app.is_active AND config_id = $3
              ), updated AS (
                  UPDATE configs c
-                 SET name = COALESCE($3, c.name),
-                     description = CASE WHEN $4 THEN $5 ELSE c.description END,
-                     yaml_content = COALESCE($6, c.yaml_content),
-                     tags = COALESCE($7::jsonb, c.tags)
-                 WHERE c.config_id = $1 AND ($2::varchar IS NULL OR c.created_by_app_id = $2)
+                 SET name = COALESCE($4, c.name),
+                     description = CASE WHEN $5 THEN $6 ELSE c.description END,
+                     yaml_content = COALESCE($7, c.yaml_content),
+                     tags = COALESCE($8::jsonb, c.tags)
+                 FROM app
+                 WHERE app.is_active AND c.config_id = $3
+                   AND ($2 OR c.created_by_app_id = app.app_id)
                  RETURNING c.*
-             )
-             SELECT updated.* FROM target LEFT JOIN updated ON true",
-        )
+             ) "
+            ),
+            verdict!(),
+            ", target.config_id AS target_id, updated.*",
+            verdict_from!(),
+            " LEFT JOIN target ON true LEFT JOIN updated ON true"
+        ))
         .await?;
+    let (key, admin) = writer.params();
     let description_given = changes.description.is_some();
     let description = changes.description.flatten();
     let row = client
-        .query_opt(
+        .query_one(
             &stmt,
             &[
+                &key,
+                &admin,
                 &config_id,
-                &writer,
                 &changes.name,
                 &description_given,
                 &description,
@@ -200,32 +257,42 @@ pub async fn update(
             ],
         )
         .await?;
-    Ok(config_write(row, |row| {
+    check_key(&row)?;
+    Ok(config_write(&row, |row| {
         row.get::<_, Option<Uuid>>("config_id")
             .map(|_| Config::from(row))
     }))
 }
 
-/// Deletes the config and, through the foreign key, its sessions.
+/// Deletes the config and, through the foreign key, its sessions (refused
+/// while other applications' sessions use it: migration V9).
 pub async fn delete(
     client: &impl GenericClient,
     config_id: Uuid,
     writer: Writer<'_>,
 ) -> Result<ConfigWrite<()>, DbError> {
     let stmt = client
-        .prepare_cached(
-            "WITH target AS (
-                 SELECT config_id FROM configs WHERE config_id = $1
+        .prepare_cached(concat!(
+            with_app!(
+                ", target AS (
+                 SELECT config_id FROM configs, app WHERE app.is_active AND config_id = $3
              ), deleted AS (
-                 DELETE FROM configs c
-                 WHERE c.config_id = $1 AND ($2::varchar IS NULL OR c.created_by_app_id = $2)
+                 DELETE FROM configs c USING app
+                 WHERE app.is_active AND c.config_id = $3
+                   AND ($2 OR c.created_by_app_id = app.app_id)
                  RETURNING c.config_id
-             )
-             SELECT deleted.config_id FROM target LEFT JOIN deleted ON true",
-        )
+             ) "
+            ),
+            verdict!(),
+            ", target.config_id AS target_id, deleted.config_id",
+            verdict_from!(),
+            " LEFT JOIN target ON true LEFT JOIN deleted ON true"
+        ))
         .await?;
-    let row = client.query_opt(&stmt, &[&config_id, &writer]).await?;
-    Ok(config_write(row, |row| {
+    let (key, admin) = writer.params();
+    let row = client.query_one(&stmt, &[&key, &admin, &config_id]).await?;
+    check_key(&row)?;
+    Ok(config_write(&row, |row| {
         row.get::<_, Option<Uuid>>("config_id").map(|_| ())
     }))
 }

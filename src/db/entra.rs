@@ -13,9 +13,10 @@ use std::time::Duration;
 use azure_core::credentials::TokenCredential;
 use azure_core::time::OffsetDateTime;
 use deadpool_postgres::Connect;
-use postgres_native_tls::MakeTlsConnector;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::task::JoinHandle;
+use tokio_postgres::Socket;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use super::DbError;
 
@@ -111,14 +112,20 @@ impl EntraPassword {
 }
 
 /// Opens connections with the current token as the password.
-pub struct EntraConnect {
-    pub tls: MakeTlsConnector,
+pub struct EntraConnect<T> {
+    pub tls: T,
     pub password: Arc<EntraPassword>,
 }
 
 type Connected = Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>;
 
-impl Connect for EntraConnect {
+impl<T> Connect for EntraConnect<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     fn connect(
         &self,
         pg_config: &tokio_postgres::Config,

@@ -43,6 +43,9 @@ pub enum DbError {
     /// migrated, or privileges never granted): a deployment fault.
     #[error("the database schema is not usable: {0}")]
     SchemaUnusable(String),
+    /// The application key was refused by the statement (see `caller`).
+    #[error("application key refused: {0:?}")]
+    KeyRefused(super::KeyRefusal),
     /// The write would leave a session without an owner (migration V7).
     #[error("a session must keep at least one owner")]
     LastOwner,
@@ -57,8 +60,15 @@ pub enum DbError {
 impl From<tokio_postgres::Error> for DbError {
     fn from(err: tokio_postgres::Error) -> Self {
         let Some(db) = err.as_db_error() else {
-            // No server error: the socket failed or closed under us.
-            return Self::Unavailable(err.to_string());
+            let message = err.to_string();
+            // A value that does not convert is our fault, not the server's.
+            if message.starts_with("error serializing parameter")
+                || message.starts_with("error deserializing column")
+            {
+                return Self::Other(message);
+            }
+            // Otherwise the socket failed, closed, or TLS refused the server.
+            return Self::Unavailable(message);
         };
         // tokio-postgres' own Display says only "db error"; keep the server's words.
         let message = format!("{} ({})", db.message(), db.code().code());

@@ -5,6 +5,7 @@
 use deadpool_postgres::GenericClient;
 
 use super::DbError;
+use super::caller::{check_key, verdict, verdict_from, with_app};
 
 /// How long a recorded response is replayed; older records are deleted.
 pub const RETENTION_HOURS: i32 = 24;
@@ -29,32 +30,54 @@ pub enum Claim {
     Mismatch,
 }
 
-/// Claims `key` for this request. A concurrent claim of the same key waits
-/// here until the first transaction ends, then sees its recorded response.
+/// Claims `key` for this request of the application whose key hash is
+/// `app_key` (checked here too); returns that application's id with the
+/// claim. A concurrent claim of the same key waits here until the first
+/// transaction ends, then sees its recorded response.
 pub async fn claim(
+    client: &impl GenericClient,
+    app_key: Option<&str>,
+    key: &str,
+    request_hash: &str,
+) -> Result<(String, Claim), DbError> {
+    let insert = client
+        .prepare_cached(concat!(
+            with_app!(
+                ", claimed AS (
+                 INSERT INTO idempotency_keys (app_id, idempotency_key, request_hash)
+                 SELECT app.app_id, $2, $3 FROM app WHERE app.is_active
+                 ON CONFLICT (app_id, idempotency_key) DO UPDATE
+                 SET request_hash = EXCLUDED.request_hash, created_at = now(),
+                     response_status = NULL, response_body = NULL, response_location = NULL
+                 WHERE idempotency_keys.created_at < now() - make_interval(hours => $4)
+                 RETURNING 1
+             ) "
+            ),
+            verdict!(),
+            ", EXISTS (SELECT 1 FROM claimed) AS claimed",
+            verdict_from!()
+        ))
+        .await?;
+    let row = client
+        .query_one(&insert, &[&app_key, &key, &request_hash, &RETENTION_HOURS])
+        .await?;
+    check_key(&row)?;
+    let app_id: String = row.get("app_id");
+    let claim = if row.get("claimed") {
+        Claim::Claimed
+    } else {
+        existing(client, &app_id, key, request_hash).await?
+    };
+    Ok((app_id, claim))
+}
+
+/// What was recorded for a key claimed before.
+async fn existing(
     client: &impl GenericClient,
     app_id: &str,
     key: &str,
     request_hash: &str,
 ) -> Result<Claim, DbError> {
-    let insert = client
-        .prepare_cached(
-            "INSERT INTO idempotency_keys (app_id, idempotency_key, request_hash)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (app_id, idempotency_key) DO UPDATE
-             SET request_hash = EXCLUDED.request_hash, created_at = now(),
-                 response_status = NULL, response_body = NULL, response_location = NULL
-             WHERE idempotency_keys.created_at < now() - make_interval(hours => $4)
-             RETURNING 1",
-        )
-        .await?;
-    if client
-        .query_opt(&insert, &[&app_id, &key, &request_hash, &RETENTION_HOURS])
-        .await?
-        .is_some()
-    {
-        return Ok(Claim::Claimed);
-    }
     let select = client
         .prepare_cached(
             "SELECT request_hash, response_status, response_body, response_location

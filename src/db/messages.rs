@@ -9,7 +9,8 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{DbError, Guarded, with_caller};
+use super::DbError;
+use super::caller::{Guarded, check_key, verdict, verdict_from, with_caller};
 use crate::settings::SessionLimits;
 
 /// One message of a transcript.
@@ -33,6 +34,13 @@ impl From<&Row> for StoredMessage {
     }
 }
 
+/// Messages to append: a JSON array of objects, and their words for search
+/// (`search::document`).
+pub struct NewMessages<'a> {
+    pub messages: &'a Value,
+    pub words: &'a str,
+}
+
 /// What an append did, or which limit stopped it.
 #[derive(Debug)]
 pub enum Appended {
@@ -50,7 +58,7 @@ pub enum Appended {
     },
 }
 
-/// Appends `messages` (a JSON array of objects) if the caller's role is in
+/// Appends `new` messages if the caller's role is in
 /// `permitted` and the session's limits allow, numbering them after the
 /// last one. One statement: the session row's update (count and size,
 /// checked against the limits) takes its lock first, so concurrent appends
@@ -59,61 +67,73 @@ pub enum Appended {
 /// on the transcript's length. Also marks the caller active.
 pub async fn append(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     caller: Uuid,
-    app_id: &str,
     permitted: &[&str],
-    messages: &Value,
+    new: &NewMessages<'_>,
     limits: SessionLimits,
 ) -> Result<Guarded<Appended>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller!(
-            ", incoming AS (
+        .prepare_cached(concat!(
+            with_caller!(
+                ", incoming AS (
                  SELECT m.message, m.ord::int AS ord
-                 FROM jsonb_array_elements($4::jsonb) WITH ORDINALITY AS m(message, ord)
+                 FROM jsonb_array_elements($5::jsonb) WITH ORDINALITY AS m(message, ord)
              ), totals AS (
-                 SELECT count(*)::int AS n, COALESCE(sum(octet_length(message::text)), 0)::bigint AS bytes
+                 SELECT count(*)::int AS n,
+                        COALESCE(sum(octet_length(message::text)), 0)::bigint AS bytes
                  FROM incoming
              ), bumped AS (
                  UPDATE sessions s
                  SET message_count = s.message_count + totals.n,
                      transcript_bytes = s.transcript_bytes + totals.bytes
                  FROM caller, totals
-                 WHERE s.session_id = $1 AND caller.role = ANY($3::text[])
+                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
                    AND s.message_count + totals.n <= $6
                    AND s.transcript_bytes + totals.bytes <= $7
                  RETURNING s.message_count
              ), inserted AS (
                  INSERT INTO session_messages
                      (session_id, seq, message, appended_by_user_id, appended_by_app_id)
-                 SELECT $1, bumped.message_count - totals.n + incoming.ord, incoming.message, $2, $5
-                 FROM bumped, totals, incoming
+                 SELECT $2, bumped.message_count - totals.n + incoming.ord, incoming.message,
+                        $3, app.app_id
+                 FROM bumped, totals, incoming, app
+             ), indexed AS (
+                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
+                 SELECT $2, bumped.message_count - totals.n + 1, bumped.message_count, $8::text::tsvector
+                 FROM bumped, totals
              ), active AS (
                  UPDATE session_participants SET last_active_at = now()
-                 WHERE session_id = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM bumped)
-             )
-             SELECT caller.role AS caller_role, bumped.message_count, totals.n, totals.bytes,
-                    s.message_count AS count_before, s.transcript_bytes AS bytes_before
-             FROM caller CROSS JOIN totals
-             LEFT JOIN bumped ON true
-             LEFT JOIN sessions s ON s.session_id = $1"
+                 WHERE session_id = $2 AND user_id = $3 AND EXISTS (SELECT 1 FROM bumped)
+             ) "
+            ),
+            verdict!(),
+            ", caller.role AS caller_role, bumped.message_count, totals.n,
+               s.message_count AS count_before",
+            verdict_from!(),
+            " CROSS JOIN totals
+              LEFT JOIN caller ON true
+              LEFT JOIN bumped ON true
+              LEFT JOIN sessions s ON s.session_id = $2"
         ))
         .await?;
     let row = client
-        .query_opt(
+        .query_one(
             &stmt,
             &[
+                &key,
                 &session_id,
                 &caller,
                 &permitted,
-                messages,
-                &app_id,
+                new.messages,
                 &limits.max_messages,
                 &limits.max_transcript_bytes,
+                &new.words,
             ],
         )
         .await?;
-    Guarded::from_row(row, |row| {
+    Guarded::from_row(&row, |row| {
         let n: i32 = row.get("n");
         if let Some(message_count) = row.get::<_, Option<i32>>("message_count") {
             return Ok(Some(Appended::Done {
@@ -154,6 +174,7 @@ pub enum Direction {
 /// (`Ok(None)` otherwise). A keyset read of the primary key.
 pub async fn page(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     caller: Uuid,
     direction: Direction,
@@ -161,21 +182,29 @@ pub async fn page(
 ) -> Result<Option<Vec<StoredMessage>>, DbError> {
     let (sql, from) = match direction {
         Direction::After(seq) => (
-            with_caller!(
-                " SELECT m.seq, m.created_at, m.message
-                 FROM caller LEFT JOIN LATERAL (
+            concat!(
+                with_caller!(" "),
+                verdict!(),
+                ", caller.role AS caller_role, m.seq, m.created_at, m.message",
+                verdict_from!(),
+                " LEFT JOIN caller ON true LEFT JOIN LATERAL (
                      SELECT seq, created_at, message FROM session_messages
-                     WHERE session_id = $1 AND seq > $3 ORDER BY seq LIMIT $4
+                     WHERE caller.role IS NOT NULL AND session_id = $2 AND seq > $4
+                     ORDER BY seq LIMIT $5
                  ) m ON true"
             ),
             seq,
         ),
         Direction::Before(seq) => (
-            with_caller!(
-                " SELECT m.seq, m.created_at, m.message
-                 FROM caller LEFT JOIN LATERAL (
+            concat!(
+                with_caller!(" "),
+                verdict!(),
+                ", caller.role AS caller_role, m.seq, m.created_at, m.message",
+                verdict_from!(),
+                " LEFT JOIN caller ON true LEFT JOIN LATERAL (
                      SELECT seq, created_at, message FROM session_messages
-                     WHERE session_id = $1 AND seq < $3 ORDER BY seq DESC LIMIT $4
+                     WHERE caller.role IS NOT NULL AND session_id = $2 AND seq < $4
+                     ORDER BY seq DESC LIMIT $5
                  ) m ON true"
             ),
             seq,
@@ -183,9 +212,10 @@ pub async fn page(
     };
     let stmt = client.prepare_cached(sql).await?;
     let rows = client
-        .query(&stmt, &[&session_id, &caller, &from, &limit])
+        .query(&stmt, &[&key, &session_id, &caller, &from, &limit])
         .await?;
-    if rows.is_empty() {
+    check_key(&rows[0])?;
+    if rows[0].get::<_, Option<&str>>("caller_role").is_none() {
         return Ok(None);
     }
     Ok(Some(

@@ -3,9 +3,9 @@
 //! on an empty database all succeed: one migrates, the others wait and then
 //! find nothing left to do.
 
-use postgres_native_tls::MakeTlsConnector;
 use refinery::Target;
-use tokio_postgres::Client;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, Socket};
 
 use super::DbError;
 
@@ -18,30 +18,45 @@ const MIGRATION_LOCK_KEY: i64 = 0x616d_706c_6966_7931;
 /// `grant_to`, gives that role what the service needs (see [`grant`]).
 /// Closing the connection releases the lock, even if a migration fails
 /// half-way.
-pub async fn run(
+pub async fn run<T>(
     config: &tokio_postgres::Config,
-    tls: MakeTlsConnector,
+    tls: T,
     grant_to: Option<&str>,
-) -> Result<(), DbError> {
+) -> Result<(), DbError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     run_to(config, tls, Target::Latest, grant_to).await
 }
 
 /// Like [`run`], stopping after migration `version` (e.g. to test a later
 /// migration on data in an earlier schema).
-pub async fn run_until(
+pub async fn run_until<T>(
     config: &tokio_postgres::Config,
-    tls: MakeTlsConnector,
+    tls: T,
     version: i32,
-) -> Result<(), DbError> {
+) -> Result<(), DbError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     run_to(config, tls, Target::Version(version), None).await
 }
 
-async fn run_to(
+async fn run_to<T>(
     config: &tokio_postgres::Config,
-    tls: MakeTlsConnector,
+    tls: T,
     target: Target,
     grant_to: Option<&str>,
-) -> Result<(), DbError> {
+) -> Result<(), DbError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     let (mut client, connection) = config.connect(tls).await?;
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {

@@ -5,11 +5,17 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{DbError, Guarded, with_caller, with_caller_locking_session};
+use super::DbError;
+use super::caller::{
+    Guarded, check_key, role as db_role, verdict, verdict_from, with_app, with_caller,
+    with_caller_locking_session,
+};
 use crate::roles::Role;
+use crate::search::Query;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Participant {
@@ -29,7 +35,7 @@ impl TryFrom<&Row> for Participant {
         Ok(Self {
             session_id: row.get("session_id"),
             user_id: row.get("user_id"),
-            role: Role::from_db(row.get("role"))?,
+            role: db_role(row.get("role"))?,
             joined_at: row.get("joined_at"),
             last_active_at: row.get("last_active_at"),
             permissions: row
@@ -66,6 +72,7 @@ pub struct Added {
 /// the existing row, whichever transaction inserted it.
 pub async fn add(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     caller: Uuid,
     user_id: Uuid,
@@ -73,31 +80,42 @@ pub async fn add(
     permitted: &[&str],
 ) -> Result<Guarded<Added>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller!(
-            ", permitted AS (
-                 SELECT 1 FROM caller WHERE role = ANY($5::text[])
+        .prepare_cached(concat!(
+            with_caller!(
+                ", permitted AS (
+                 SELECT 1 FROM caller WHERE role = ANY($6::text[])
              ), added_user AS (
-                 INSERT INTO users (user_id) SELECT $3::uuid FROM permitted
+                 INSERT INTO users (user_id) SELECT $4::uuid FROM permitted
                  ON CONFLICT (user_id) DO NOTHING
              ), upsert AS (
                  INSERT INTO session_participants (session_id, user_id, role)
-                 SELECT $1::uuid, $3::uuid, $4::varchar FROM permitted
+                 SELECT $2::uuid, $4::uuid, $5::varchar FROM permitted
                  ON CONFLICT (session_id, user_id)
                  DO UPDATE SET permissions = session_participants.permissions
                  RETURNING session_id, user_id, role, joined_at, last_active_at, permissions,
                            (xmax = 0) AS inserted
-             )
-             SELECT caller.role AS caller_role, upsert.*
-             FROM caller LEFT JOIN upsert ON true"
+             ) "
+            ),
+            verdict!(),
+            ", caller.role AS caller_role, upsert.*",
+            verdict_from!(),
+            " LEFT JOIN caller ON true LEFT JOIN upsert ON true"
         ))
         .await?;
     let row = client
-        .query_opt(
+        .query_one(
             &stmt,
-            &[&session_id, &caller, &user_id, &role.as_str(), &permitted],
+            &[
+                &key,
+                &session_id,
+                &caller,
+                &user_id,
+                &role.as_str(),
+                &permitted,
+            ],
         )
         .await?;
-    Guarded::from_row(row, |row| {
+    Guarded::from_row(&row, |row| {
         Ok(done_participant(row)?.map(|participant| Added {
             participant,
             inserted: row.get("inserted"),
@@ -108,21 +126,27 @@ pub async fn add(
 /// All participants, oldest first; `Ok(None)` unless `caller` is one of them.
 pub async fn list(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     caller: Uuid,
 ) -> Result<Option<Vec<Participant>>, DbError> {
     let stmt = client
-        .prepare_cached(
-            "SELECT p.session_id, p.user_id, p.role, p.joined_at, p.last_active_at, p.permissions
-             FROM session_participants p
-             WHERE p.session_id = $1
-               AND EXISTS (SELECT 1 FROM session_participants c
-                           WHERE c.session_id = $1 AND c.user_id = $2)
-             ORDER BY p.joined_at, p.user_id",
-        )
+        .prepare_cached(concat!(
+            with_caller!(" "),
+            verdict!(),
+            ", caller.role AS caller_role, p.*",
+            verdict_from!(),
+            " LEFT JOIN caller ON true LEFT JOIN LATERAL (
+                 SELECT session_id, user_id, role, joined_at, last_active_at, permissions
+                 FROM session_participants
+                 WHERE caller.role IS NOT NULL AND session_id = $2
+                 ORDER BY joined_at, user_id
+             ) p ON true"
+        ))
         .await?;
-    let rows = client.query(&stmt, &[&session_id, &caller]).await?;
-    if rows.is_empty() {
+    let rows = client.query(&stmt, &[&key, &session_id, &caller]).await?;
+    check_key(&rows[0])?;
+    if rows[0].get::<_, Option<&str>>("caller_role").is_none() {
         return Ok(None);
     }
     rows.iter()
@@ -135,6 +159,7 @@ pub async fn list(
 /// the last owner fails with [`DbError::LastOwner`] (a trigger enforces it).
 pub async fn update_role(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     caller: Uuid,
     user_id: Uuid,
@@ -142,51 +167,67 @@ pub async fn update_role(
     permitted: &[&str],
 ) -> Result<Guarded<Participant>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller_locking_session!(
-            ", updated AS (
-                 UPDATE session_participants p SET role = $4
+        .prepare_cached(concat!(
+            with_caller_locking_session!(
+                ", updated AS (
+                 UPDATE session_participants p SET role = $5
                  FROM caller
-                 WHERE p.session_id = $1 AND p.user_id = $3 AND caller.role = ANY($5::text[])
+                 WHERE p.session_id = $2 AND p.user_id = $4 AND caller.role = ANY($6::text[])
                  RETURNING p.*
-             )
-             SELECT caller.role AS caller_role, updated.*
-             FROM caller LEFT JOIN updated ON true"
+             ) "
+            ),
+            verdict!(),
+            ", caller.role AS caller_role, updated.*",
+            verdict_from!(),
+            " LEFT JOIN caller ON true LEFT JOIN updated ON true"
         ))
         .await?;
     let row = client
-        .query_opt(
+        .query_one(
             &stmt,
-            &[&session_id, &caller, &user_id, &role.as_str(), &permitted],
+            &[
+                &key,
+                &session_id,
+                &caller,
+                &user_id,
+                &role.as_str(),
+                &permitted,
+            ],
         )
         .await?;
-    Guarded::from_row(row, done_participant)
+    Guarded::from_row(&row, done_participant)
 }
 
 /// Removes `user_id` if the caller's role is in `permitted` or the caller
 /// removes themself. Removing the last owner fails with [`DbError::LastOwner`].
 pub async fn remove(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     caller: Uuid,
     user_id: Uuid,
     permitted: &[&str],
 ) -> Result<Guarded<()>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller_locking_session!(
-            ", removed AS (
+        .prepare_cached(concat!(
+            with_caller_locking_session!(
+                ", removed AS (
                  DELETE FROM session_participants p USING caller
-                 WHERE p.session_id = $1 AND p.user_id = $3
-                   AND (caller.role = ANY($4::text[]) OR p.user_id = $2)
+                 WHERE p.session_id = $2 AND p.user_id = $4
+                   AND (caller.role = ANY($5::text[]) OR p.user_id = $3)
                  RETURNING p.user_id
-             )
-             SELECT caller.role AS caller_role, removed.user_id
-             FROM caller LEFT JOIN removed ON true"
+             ) "
+            ),
+            verdict!(),
+            ", caller.role AS caller_role, removed.user_id",
+            verdict_from!(),
+            " LEFT JOIN caller ON true LEFT JOIN removed ON true"
         ))
         .await?;
     let row = client
-        .query_opt(&stmt, &[&session_id, &caller, &user_id, &permitted])
+        .query_one(&stmt, &[&key, &session_id, &caller, &user_id, &permitted])
         .await?;
-    Guarded::from_row(row, |row| {
+    Guarded::from_row(&row, |row| {
         Ok(row.get::<_, Option<Uuid>>("user_id").map(|_| ()))
     })
 }
@@ -221,82 +262,104 @@ pub struct UserSessionsAfter {
 pub struct SessionFilter<'a> {
     pub status: Option<&'a str>,
     pub config_id: Option<Uuid>,
-    /// Words to find (PostgreSQL web search syntax) in the string values of
-    /// the session's messages or metadata.
-    pub query: Option<&'a str>,
+    /// Words the session's messages or metadata must contain, and must not.
+    pub query: Option<&'a Query>,
 }
 
 /// A page of the sessions `user_id` participates in, most recently active
 /// first (never active last), ties by id, among those `filter` lets
 /// through. Both statements read the `idx_session_participants_user_activity`
 /// index in order from the cursor; a text query probes each session's
-/// messages through `idx_session_messages_search` (session id and words).
+/// documents (`session_search`) through `idx_session_search`, one word at
+/// a time (session id and word are the index's keys).
 pub async fn sessions_of_user(
     client: &impl GenericClient,
+    key: Option<&str>,
     user_id: Uuid,
     after: Option<&UserSessionsAfter>,
     filter: &SessionFilter<'_>,
     limit: i64,
 ) -> Result<Vec<UserSession>, DbError> {
-    // $1 user, $2 limit, $3 status, $4 config, $5 text query; the cursor
-    // is $6 and $7.
-    const SELECT: &str = "WITH search AS (SELECT websearch_to_tsquery('simple', $5::text) AS q)
-         SELECT s.session_id, s.config_id, s.owner_user_id, s.status, p.role,
-                p.joined_at, p.last_active_at, s.message_count, s.metadata, s.created_at,
-                s.updated_at
-         FROM session_participants p
-         JOIN sessions s ON s.session_id = p.session_id
-         CROSS JOIN search
-         WHERE p.user_id = $1
-           AND ($3::varchar IS NULL OR s.status = $3)
-           AND ($4::uuid IS NULL OR s.config_id = $4)
-           AND ($5::text IS NULL
-                OR jsonb_to_tsvector('simple', s.metadata, '[\"string\"]') @@ search.q
-                OR EXISTS (SELECT 1 FROM session_messages m
-                           WHERE m.session_id = p.session_id
-                             AND jsonb_to_tsvector('simple', m.message, '[\"string\"]') @@ search.q))";
-    const ORDER: &str =
-        "ORDER BY COALESCE(p.last_active_at, '-infinity'::timestamptz) DESC, p.session_id LIMIT $2";
-    let filters: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&filter.status, &filter.config_id, &filter.query];
+    // $1 key, $2 user, $3 limit, $4 status, $5 config, $6 words required,
+    // $7 words excluded; the cursor is $8 and $9.
+    macro_rules! page {
+        ($cursor:literal) => {
+            concat!(
+                with_app!(" "),
+                verdict!(),
+                ", r.*",
+                verdict_from!(),
+                " LEFT JOIN LATERAL (
+                     SELECT s.session_id, s.config_id, s.owner_user_id, s.status, p.role,
+                            p.joined_at, p.last_active_at, s.message_count, s.metadata,
+                            s.created_at, s.updated_at
+                     FROM session_participants p
+                     JOIN sessions s ON s.session_id = p.session_id
+                     WHERE app.is_active AND p.user_id = $2
+                       AND ($4::varchar IS NULL OR s.status = $4)
+                       AND ($5::uuid IS NULL OR s.config_id = $5)
+                       AND NOT EXISTS (
+                           SELECT 1 FROM unnest($6::text[]) AS w (word)
+                           WHERE NOT EXISTS (
+                               SELECT 1 FROM session_search d
+                               WHERE d.session_id = p.session_id AND d.words @@ w.word::tsquery))
+                       AND NOT EXISTS (
+                           SELECT 1 FROM unnest($7::text[]) AS w (word)
+                           JOIN session_search d
+                             ON d.session_id = p.session_id AND d.words @@ w.word::tsquery)",
+                $cursor,
+                " ORDER BY COALESCE(p.last_active_at, '-infinity'::timestamptz) DESC, p.session_id
+                     LIMIT $3
+                 ) r ON true"
+            )
+        };
+    }
+    let none = Vec::new();
+    let (required, excluded) = filter
+        .query
+        .map_or((&none, &none), |q| (&q.required, &q.excluded));
+    let filters: [&(dyn ToSql + Sync); 7] = [
+        &key,
+        &user_id,
+        &limit,
+        &filter.status,
+        &filter.config_id,
+        required,
+        excluded,
+    ];
     let rows = match after {
         None => {
-            let stmt = client.prepare_cached(&format!("{SELECT} {ORDER}")).await?;
-            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                vec![&user_id, &limit];
-            params.extend(filters);
-            client.query(&stmt, &params).await?
+            let stmt = client.prepare_cached(page!("")).await?;
+            client.query(&stmt, &filters).await?
         }
         Some(after) => {
             // The first condition is the index range start; the second
             // skips the rows of the previous page that share its sort value.
             let stmt = client
-                .prepare_cached(&format!(
-                    "{SELECT}
-                       AND COALESCE(p.last_active_at, '-infinity'::timestamptz)
-                           <= COALESCE($6::timestamptz, '-infinity'::timestamptz)
-                       AND (COALESCE(p.last_active_at, '-infinity'::timestamptz)
-                            < COALESCE($6::timestamptz, '-infinity'::timestamptz)
-                            OR p.session_id > $7)
-                     {ORDER}"
+                .prepare_cached(page!(
+                    " AND COALESCE(p.last_active_at, '-infinity'::timestamptz)
+                          <= COALESCE($8::timestamptz, '-infinity'::timestamptz)
+                      AND (COALESCE(p.last_active_at, '-infinity'::timestamptz)
+                           < COALESCE($8::timestamptz, '-infinity'::timestamptz)
+                           OR p.session_id > $9)"
                 ))
                 .await?;
-            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                vec![&user_id, &limit];
-            params.extend(filters);
+            let mut params = filters.to_vec();
             params.push(&after.last_active_at);
             params.push(&after.session_id);
             client.query(&stmt, &params).await?
         }
     };
+    check_key(&rows[0])?;
     rows.iter()
+        .filter(|row| row.get::<_, Option<Uuid>>("session_id").is_some())
         .map(|row| {
             Ok(UserSession {
                 session_id: row.get("session_id"),
                 config_id: row.get("config_id"),
                 owner_user_id: row.get("owner_user_id"),
                 status: row.get("status"),
-                role: Role::from_db(row.get("role"))?,
+                role: db_role(row.get("role"))?,
                 joined_at: row.get("joined_at"),
                 last_active_at: row.get("last_active_at"),
                 message_count: row.get("message_count"),

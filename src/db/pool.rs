@@ -1,13 +1,16 @@
 //! The one lazily built connection pool, its TLS, and the warm-up.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
 };
-use postgres_native_tls::MakeTlsConnector;
 use secrecy::ExposeSecret;
 use tokio::sync::RwLock;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{NoTls, Socket};
 
 use super::entra::{EntraConnect, EntraPassword};
 use super::{DbError, migrate};
@@ -26,6 +29,8 @@ pub struct Database {
     entra: Option<Arc<EntraPassword>>,
     /// The pool and the database settings it was built from.
     pool: RwLock<Option<(Pool, tokio_postgres::Config)>>,
+    /// Whether the warm-up (`DATABASE_POOL_MIN_SIZE`) has begun.
+    warming: AtomicBool,
 }
 
 impl Database {
@@ -39,6 +44,7 @@ impl Database {
             secrets,
             entra,
             pool: RwLock::new(None),
+            warming: AtomicBool::new(false),
         }
     }
 
@@ -67,10 +73,18 @@ impl Database {
             }
             other => other?,
         };
-        match pool.get().await.map_err(DbError::from) {
-            Err(DbError::PasswordRejected(_)) if self.can_rotate() => self.rotate(&resolved).await,
-            other => other,
+        let client = match pool.get().await.map_err(DbError::from) {
+            Err(DbError::PasswordRejected(_)) if self.can_rotate() => {
+                self.rotate(&resolved).await?
+            }
+            other => other?,
+        };
+        // The first request has its connection: only now do the others
+        // open, so they do not compete with it.
+        if !self.warming.swap(true, Ordering::Relaxed) {
+            warm_up(pool, self.settings.pool_min_size.saturating_sub(1));
         }
+        Ok(client)
     }
 
     /// Fetches the password again after the one `seen` was rejected (a new
@@ -128,15 +142,6 @@ impl Database {
     }
 }
 
-/// TLS for `sslmode=prefer|require`, verifying the server certificate and
-/// host name against the system roots (or `SSL_CERT_FILE`, which OpenSSL
-/// reads, for a private CA).
-pub fn tls_connector() -> Result<MakeTlsConnector, DbError> {
-    let connector = native_tls::TlsConnector::new()
-        .map_err(|e| DbError::Other(format!("cannot initialise TLS: {e}")))?;
-    Ok(MakeTlsConnector::new(connector))
-}
-
 /// Connection settings plus what this service always sets.
 pub fn connect_config(
     settings: &DatabaseSettings,
@@ -155,8 +160,27 @@ async fn build_pool(
     database: &tokio_postgres::Config,
     entra: Option<Arc<EntraPassword>>,
 ) -> Result<Pool, DbError> {
-    let tls = tls_connector()?;
     let config = connect_config(settings, database);
+    if config.get_ssl_mode() == SslMode::Disable {
+        build_pool_with(settings, config, entra, NoTls).await
+    } else {
+        let tls = super::tls::connector_async().await?;
+        build_pool_with(settings, config, entra, tls).await
+    }
+}
+
+async fn build_pool_with<T>(
+    settings: &DatabaseSettings,
+    config: tokio_postgres::Config,
+    entra: Option<Arc<EntraPassword>>,
+    tls: T,
+) -> Result<Pool, DbError>
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     if settings.migrate_on_start {
         let mut config = config.clone();
         if let Some(password) = entra.as_ref().and_then(|e| e.password()) {
@@ -198,7 +222,6 @@ async fn build_pool(
         .build()
         .map_err(|e| DbError::Other(format!("cannot build pool: {e}")))?;
     tracing::info!(max_size = settings.pool_max_size, "database pool ready");
-    warm_up(pool.clone(), settings.pool_min_size);
     sweep_idempotency_records(pool.clone(), settings.idempotency_sweep_interval);
     Ok(pool)
 }
@@ -228,7 +251,8 @@ fn sweep_idempotency_records(pool: Pool, interval: std::time::Duration) {
     });
 }
 
-/// Opens `count` connections in the background (see `DATABASE_POOL_MIN_SIZE`).
+/// Opens `count` more connections in the background, so that a burst after
+/// the first request finds them ready (see `DATABASE_POOL_MIN_SIZE`).
 fn warm_up(pool: Pool, count: usize) {
     if count == 0 {
         return;

@@ -10,7 +10,8 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{DbError, Guarded, with_caller};
+use super::DbError;
+use super::caller::{Guarded, check_key, verdict, verdict_from, with_app, with_caller};
 use crate::roles::Role;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -72,21 +73,23 @@ pub struct SessionView {
 }
 
 /// Creates a session owned by `owner`, its owner participant row and the
-/// owner's `users` row, in one statement (one round trip, atomic).
-/// `Ok(None)` when `config_id` does not exist.
+/// owner's `users` row, in one statement (one round trip, atomic), for the
+/// application of `key`. `Ok(None)` when `config_id` does not exist.
 pub async fn create(
     client: &impl GenericClient,
+    key: Option<&str>,
     config_id: Uuid,
     owner: Uuid,
-    app_id: &str,
     metadata: &Value,
+    metadata_words: &str,
 ) -> Result<Option<Session>, DbError> {
     let stmt = client
-        .prepare_cached(
-            "WITH new_session AS (
+        .prepare_cached(concat!(
+            with_app!(
+                ", new_session AS (
                  INSERT INTO sessions (config_id, owner_user_id, created_by_app_id, metadata)
-                 SELECT config_id, $2::uuid, $3::varchar, $4::jsonb
-                 FROM configs WHERE config_id = $1
+                 SELECT c.config_id, $3::uuid, app.app_id, $4::jsonb
+                 FROM configs c, app WHERE app.is_active AND c.config_id = $2
                  RETURNING *
              ), owner_participant AS (
                  INSERT INTO session_participants (session_id, user_id, role, last_active_at)
@@ -98,14 +101,27 @@ pub async fn create(
                  SET last_seen = now(),
                      last_seen_app_id = EXCLUDED.last_seen_app_id,
                      total_sessions = users.total_sessions + 1
-             )
-             SELECT * FROM new_session",
-        )
+             ), metadata_words AS (
+                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
+                 SELECT session_id, 0, 0, $5::text::tsvector FROM new_session
+             ) "
+            ),
+            verdict!(),
+            ", new_session.*",
+            verdict_from!(),
+            " LEFT JOIN new_session ON true"
+        ))
         .await?;
     let row = client
-        .query_opt(&stmt, &[&config_id, &owner, &app_id, metadata])
+        .query_one(
+            &stmt,
+            &[&key, &config_id, &owner, metadata, &metadata_words],
+        )
         .await?;
-    Ok(row.as_ref().map(Session::from))
+    check_key(&row)?;
+    Ok(row
+        .get::<_, Option<Uuid>>("session_id")
+        .map(|_| Session::from(&row)))
 }
 
 /// The session and the caller's role, recording the access; `Ok(None)`
@@ -113,105 +129,129 @@ pub async fn create(
 /// deliberately indistinguishable).
 pub async fn read(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     user_id: Uuid,
-    app_id: &str,
 ) -> Result<Option<SessionView>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller!(
-            "
-             UPDATE sessions s
-             SET last_accessed_at = now(), last_accessed_by_app_id = $3
-             FROM caller
-             WHERE s.session_id = $1
-             RETURNING s.*, caller.role AS caller_role"
+        .prepare_cached(concat!(
+            with_caller!(
+                ", accessed AS (
+                 UPDATE sessions s
+                 SET last_accessed_at = now(), last_accessed_by_app_id = app.app_id
+                 FROM caller, app
+                 WHERE s.session_id = $2
+                 RETURNING s.*
+             ) "
+            ),
+            verdict!(),
+            ", caller.role AS caller_role, accessed.*",
+            verdict_from!(),
+            " LEFT JOIN caller ON true LEFT JOIN accessed ON true"
         ))
         .await?;
-    let Some(row) = client
-        .query_opt(&stmt, &[&session_id, &user_id, &app_id])
-        .await?
-    else {
-        return Ok(None);
-    };
-    Ok(Some(SessionView {
-        session: Session::from(&row),
-        role: Role::from_db(row.get("caller_role"))?,
-    }))
+    let row = client
+        .query_one(&stmt, &[&key, &session_id, &user_id])
+        .await?;
+    match Guarded::from_row(&row, |row| Ok(Some(Session::from(row))))? {
+        Guarded::Seen {
+            role,
+            done: Some(session),
+        } => Ok(Some(SessionView { session, role })),
+        _ => Ok(None),
+    }
 }
 
 /// What update-session may change; `None` leaves a field as it is.
 pub struct SessionChanges<'a> {
     pub status: Option<&'a str>,
-    pub metadata: Option<&'a Value>,
+    /// New metadata, with its words (`search::document`).
+    pub metadata: Option<(&'a Value, &'a str)>,
 }
 
 /// Applies `changes` if the caller's role is in `permitted`, and marks the
 /// caller active.
 pub async fn update(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     caller: Uuid,
     permitted: &[&str],
     changes: &SessionChanges<'_>,
 ) -> Result<Guarded<Session>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller!(
-            ", updated AS (
+        .prepare_cached(concat!(
+            with_caller!(
+                ", updated AS (
                  UPDATE sessions s
-                 SET status = COALESCE($4::varchar, s.status),
-                     metadata = COALESCE($5::jsonb, s.metadata)
+                 SET status = COALESCE($5::varchar, s.status),
+                     metadata = COALESCE($6::jsonb, s.metadata)
                  FROM caller
-                 WHERE s.session_id = $1 AND caller.role = ANY($3::text[])
+                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
                  RETURNING s.*
              ), active AS (
                  UPDATE session_participants SET last_active_at = now()
-                 WHERE session_id = $1 AND user_id = $2 AND EXISTS (SELECT 1 FROM updated)
-             )
-             SELECT caller.role AS caller_role, updated.*
-             FROM caller LEFT JOIN updated ON true"
+                 WHERE session_id = $2 AND user_id = $3 AND EXISTS (SELECT 1 FROM updated)
+             ), metadata_words AS (
+                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
+                 SELECT session_id, 0, 0, $7::text::tsvector FROM updated WHERE $7::text::tsvector IS NOT NULL
+                 ON CONFLICT (session_id, first_seq) DO UPDATE SET words = EXCLUDED.words
+             ) "
+            ),
+            verdict!(),
+            ", caller.role AS caller_role, updated.*",
+            verdict_from!(),
+            " LEFT JOIN caller ON true LEFT JOIN updated ON true"
         ))
         .await?;
     let row = client
-        .query_opt(
+        .query_one(
             &stmt,
             &[
+                &key,
                 &session_id,
                 &caller,
                 &permitted,
                 &changes.status,
-                &changes.metadata,
+                &changes.metadata.map(|(metadata, _)| metadata),
+                &changes.metadata.map(|(_, words)| words),
             ],
         )
         .await?;
-    Guarded::from_row(row, |row| {
+    Guarded::from_row(&row, |row| {
         let done: Option<Uuid> = row.get("session_id");
         Ok(done.map(|_| Session::from(row)))
     })
 }
 
-/// Deletes the session (participants cascade) if the caller's role is in
-/// `permitted`.
+/// Deletes the session (participants and messages cascade) if the
+/// caller's role is in `permitted`.
 pub async fn delete(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     caller: Uuid,
     permitted: &[&str],
 ) -> Result<Guarded<()>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller!(
-            ", deleted AS (
+        .prepare_cached(concat!(
+            with_caller!(
+                ", deleted AS (
                  DELETE FROM sessions s USING caller
-                 WHERE s.session_id = $1 AND caller.role = ANY($3::text[])
+                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
                  RETURNING s.session_id
-             )
-             SELECT caller.role AS caller_role, deleted.session_id
-             FROM caller LEFT JOIN deleted ON true"
+             ) "
+            ),
+            verdict!(),
+            ", caller.role AS caller_role, deleted.session_id",
+            verdict_from!(),
+            " LEFT JOIN caller ON true LEFT JOIN deleted ON true"
         ))
         .await?;
     let row = client
-        .query_opt(&stmt, &[&session_id, &caller, &permitted])
+        .query_one(&stmt, &[&key, &session_id, &caller, &permitted])
         .await?;
-    Guarded::from_row(row, |row| {
+    Guarded::from_row(&row, |row| {
         Ok(row.get::<_, Option<Uuid>>("session_id").map(|_| ()))
     })
 }
@@ -220,16 +260,27 @@ pub async fn delete(
 /// recorded: exports are reads).
 pub async fn for_export(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     caller: Uuid,
 ) -> Result<Option<Session>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller!(
-            " SELECT s.* FROM sessions s, caller WHERE s.session_id = $1"
+        .prepare_cached(concat!(
+            with_caller!(" "),
+            verdict!(),
+            ", caller.role AS caller_role, s.*",
+            verdict_from!(),
+            " LEFT JOIN caller ON true
+              LEFT JOIN sessions s ON caller.role IS NOT NULL AND s.session_id = $2"
         ))
         .await?;
-    let row = client.query_opt(&stmt, &[&session_id, &caller]).await?;
-    Ok(row.as_ref().map(Session::from))
+    let row = client
+        .query_one(&stmt, &[&key, &session_id, &caller])
+        .await?;
+    check_key(&row)?;
+    Ok(row
+        .get::<_, Option<Uuid>>("session_id")
+        .map(|_| Session::from(&row)))
 }
 
 /// What a fork did.
@@ -249,32 +300,33 @@ pub enum Forked {
 /// never change once appended.
 pub async fn fork(
     client: &impl GenericClient,
+    key: Option<&str>,
     session_id: Uuid,
     caller: Uuid,
-    app_id: &str,
     up_to_seq: Option<i32>,
-    metadata: Option<&Value>,
+    metadata: Option<(&Value, &str)>,
 ) -> Result<Guarded<Forked>, DbError> {
     let stmt = client
-        .prepare_cached(with_caller!(
-            ", source AS (
+        .prepare_cached(concat!(
+            with_caller!(
+                ", source AS (
                  SELECT s.config_id, s.metadata, s.message_count, s.transcript_bytes
-                 FROM sessions s, caller WHERE s.session_id = $1
+                 FROM sessions s, caller WHERE s.session_id = $2
              ), cut AS (
                  SELECT COALESCE($4::int, message_count) AS up_to FROM source
              ), new_session AS (
                  INSERT INTO sessions (config_id, owner_user_id, created_by_app_id, metadata,
                                        message_count, transcript_bytes,
                                        parent_session_id, forked_from_seq)
-                 SELECT source.config_id, $2, $3, COALESCE($5::jsonb, source.metadata),
+                 SELECT source.config_id, $3, app.app_id, COALESCE($5::jsonb, source.metadata),
                         cut.up_to,
                         CASE WHEN cut.up_to = source.message_count THEN source.transcript_bytes
                              ELSE (SELECT COALESCE(sum(octet_length(m.message::text)), 0)
                                    FROM session_messages m
-                                   WHERE m.session_id = $1 AND m.seq <= cut.up_to)
+                                   WHERE m.session_id = $2 AND m.seq <= cut.up_to)
                         END,
-                        $1, cut.up_to
-                 FROM source, cut
+                        $2, cut.up_to
+                 FROM source, cut, app
                  WHERE cut.up_to <= source.message_count
                  RETURNING *
              ), copied AS (
@@ -283,7 +335,31 @@ pub async fn fork(
                  SELECT new_session.session_id, m.seq, m.created_at, m.message,
                         m.appended_by_user_id, m.appended_by_app_id
                  FROM new_session JOIN session_messages m
-                   ON m.session_id = $1 AND m.seq <= new_session.forked_from_seq
+                   ON m.session_id = $2 AND m.seq <= new_session.forked_from_seq
+             ), copied_words AS (
+                 -- The source's documents of the copied appends and, for an
+                 -- append the fork cuts through, the copied messages' words
+                 -- (PostgreSQL's parser, as the migration did); the metadata's.
+                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
+                 SELECT n.session_id, d.first_seq, d.last_seq, d.words
+                 FROM new_session n
+                 JOIN session_search d ON d.session_id = $2 AND d.first_seq > 0
+                                      AND d.last_seq <= n.forked_from_seq
+                 UNION ALL
+                 SELECT n.session_id, d.first_seq, n.forked_from_seq,
+                        (SELECT strip(jsonb_to_tsvector('simple', jsonb_agg(m.message), '[\"string\"]'))
+                         FROM session_messages m
+                         WHERE m.session_id = $2 AND m.seq BETWEEN d.first_seq AND n.forked_from_seq)
+                 FROM new_session n
+                 JOIN session_search d ON d.session_id = $2 AND d.first_seq > 0
+                                      AND d.first_seq <= n.forked_from_seq
+                                      AND d.last_seq > n.forked_from_seq
+                 UNION ALL
+                 SELECT n.session_id, 0, 0,
+                        COALESCE($6::text::tsvector,
+                                 (SELECT words FROM session_search WHERE session_id = $2 AND first_seq = 0),
+                                 ''::tsvector)
+                 FROM new_session n
              ), owner_participant AS (
                  INSERT INTO session_participants (session_id, user_id, role, last_active_at)
                  SELECT session_id, owner_user_id, 'owner', created_at FROM new_session
@@ -294,18 +370,28 @@ pub async fn fork(
                  SET last_seen = now(),
                      last_seen_app_id = EXCLUDED.last_seen_app_id,
                      total_sessions = users.total_sessions + 1
-             )
-             SELECT caller.role AS caller_role, source.message_count AS source_count, new_session.*
-             FROM caller CROSS JOIN source LEFT JOIN new_session ON true"
+             ) "
+            ),
+            verdict!(),
+            ", caller.role AS caller_role, source.message_count AS source_count, new_session.*",
+            verdict_from!(),
+            " LEFT JOIN caller ON true LEFT JOIN source ON true LEFT JOIN new_session ON true"
         ))
         .await?;
     let row = client
-        .query_opt(
+        .query_one(
             &stmt,
-            &[&session_id, &caller, &app_id, &up_to_seq, &metadata],
+            &[
+                &key,
+                &session_id,
+                &caller,
+                &up_to_seq,
+                &metadata.map(|(metadata, _)| metadata),
+                &metadata.map(|(_, words)| words),
+            ],
         )
         .await?;
-    Guarded::from_row(row, |row| {
+    Guarded::from_row(&row, |row| {
         Ok(Some(match row.get::<_, Option<Uuid>>("session_id") {
             Some(_) => Forked::Done(Box::new(Session::from(row))),
             None => Forked::BeyondLast {

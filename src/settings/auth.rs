@@ -19,8 +19,15 @@ const KNOWN_DEVELOPMENT_SECRETS: &[&str] = &[
 ];
 const MIN_SECRET_BYTES: usize = 32;
 
-/// The application that unauthenticated calls act as when `AUTH_REQUIRED=false`.
-pub const DEV_APP_ID: &str = "dev-app";
+/// The application that unauthenticated calls act as when
+/// `AUTH_REQUIRED=false` (a macro too, for SQL text built at compile time).
+macro_rules! dev_app_id {
+    () => {
+        "dev-app"
+    };
+}
+pub(crate) use dev_app_id;
+pub const DEV_APP_ID: &str = dev_app_id!();
 /// The user that unauthenticated calls act as when `AUTH_REQUIRED=false`.
 pub const DEV_USER_ID: Uuid = Uuid::from_u128(0x00000000_0000_4000_8000_000000000001);
 

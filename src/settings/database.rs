@@ -24,8 +24,9 @@ pub struct DatabaseSettings {
     /// Key Vault is configured to provide it.
     pub config: Option<tokio_postgres::Config>,
     pub pool_max_size: usize,
-    /// Connections opened in the background right after the pool is first
-    /// built, so the first burst of requests does not pay for connecting.
+    /// Connections the pool holds once the first request got its own: the
+    /// others are opened in the background right after, so a burst does not
+    /// pay for connecting and the first request does not compete with them.
     /// deadpool keeps no minimum afterwards: idle connections stay open
     /// until they fail a health check.
     pub pool_min_size: usize,

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 
+pub(crate) use auth::dev_app_id;
 pub use auth::{
     AuthSettings, DEV_APP_ID, DEV_USER_ID, KeySource, TokenAlgorithm, TokenSettings,
     check_deployed_secret,

@@ -179,3 +179,79 @@ async fn a_deleted_application_is_gone_and_its_key_refused() {
         .unwrap();
     expect_problem(response, StatusCode::NOT_FOUND).await;
 }
+
+/// Keys are checked by each function's own statement, never cached: after
+/// rotate-key the old key is refused by the very next request of every
+/// family of functions, and the new one works.
+#[tokio::test]
+async fn a_rotated_key_is_refused_by_the_next_request_of_every_function() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let config: String = app.scalar("SELECT config_id::text FROM configs", &[]).await;
+    let session = &f.session_id;
+    let requests = |key: &str| {
+        let user = |b: reqwest::RequestBuilder| app.as_user(b, key, f.owner);
+        vec![
+            (
+                "get-session",
+                user(app.get(&format!("/api/sessions/{session}"))),
+            ),
+            (
+                "append-messages",
+                user(app.post(&format!("/api/sessions/{session}/messages")))
+                    .json(&json!({"messages": [{"text": "hi"}]})),
+            ),
+            (
+                "list-messages",
+                user(app.get(&format!("/api/sessions/{session}/messages"))),
+            ),
+            (
+                "list-participants",
+                user(app.get(&format!("/api/sessions/{session}/participants"))),
+            ),
+            (
+                "list-user-sessions",
+                user(app.get("/api/users/me/sessions")),
+            ),
+            (
+                "get-config",
+                app.get(&format!("/api/configs/{config}"))
+                    .header("X-API-Key", key),
+            ),
+            (
+                "list-configs",
+                app.get("/api/configs").header("X-API-Key", key),
+            ),
+        ]
+    };
+    for (name, request) in requests(&f.key) {
+        assert!(
+            request.send().await.unwrap().status().is_success(),
+            "{name} before"
+        );
+    }
+    let rotated = expect_status(
+        app.post(&format!(
+            "/api/applications/{}/rotate-key",
+            app.scalar::<String>("SELECT app_id FROM applications", &[])
+                .await
+        ))
+        .header("X-API-Key", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    for (name, request) in requests(&f.key) {
+        let detail = expect_problem(request.send().await.unwrap(), StatusCode::UNAUTHORIZED).await;
+        assert!(detail.contains("rotate-key"), "{name}: {detail}");
+    }
+    let new_key = rotated["api_key"].as_str().unwrap();
+    for (name, request) in requests(new_key) {
+        assert!(
+            request.send().await.unwrap().status().is_success(),
+            "{name} after"
+        );
+    }
+}
