@@ -133,7 +133,7 @@ impl Database {
         let stmt = client
             .prepare_cached(
                 "SELECT NULL FROM applications, configs, sessions, session_participants,
-                                  session_messages, users, idempotency_keys
+                                  session_messages, session_search, users, idempotency_keys
                  LIMIT 0",
             )
             .await?;

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -120,6 +120,66 @@ async fn pages_cover_every_session_once_in_order() {
         assert!(ordered, "{a:?} before {b:?}");
     }
     assert!(seen[8]["last_active_at"].is_null());
+}
+
+#[tokio::test]
+async fn filtered_pages_cover_every_match_once() {
+    let app = spawn_app().await;
+    let key = app.create_application("page-app").await;
+    let (config_a, config_b) = (app.create_config(&key).await, app.create_config(&key).await);
+    let user = Uuid::new_v4();
+    let mut okapis = HashSet::new();
+    for i in 0..9 {
+        let config = if i % 3 == 0 { config_a } else { config_b };
+        let session = app.create_session(&key, user, config).await["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let text = if i < 5 { "an okapi" } else { "a zebra" };
+        let response = app
+            .as_user(
+                app.post(&format!("/api/sessions/{session}/messages")),
+                &key,
+                user,
+            )
+            .json(&json!({"messages": [{"content": text}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        if config == config_b && i < 5 {
+            okapis.insert(session);
+        }
+    }
+    assert_eq!(okapis.len(), 3);
+
+    // Each filter, and the cursor after it, must keep its own parameters.
+    let query = format!("config_id={config_b}&status=active&q=okapi+-zebra&limit=2");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..3 {
+        let mut path = format!("/api/users/me/sessions?{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let body = expect_status(
+            app.as_user(app.get(&path), &key, user)
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        for s in body["sessions"].as_array().unwrap() {
+            seen.push(s["session_id"].as_str().unwrap().to_owned());
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 3, "each match once: {seen:?}");
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), okapis);
 }
 
 #[tokio::test]
