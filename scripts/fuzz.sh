@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 venv=target/fuzz-venv
 if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "schemathesis>=4.3,<5"
+  # Pinned: a new release must not turn CI red on its own.
+  "$venv/bin/pip" install -q "schemathesis==4.32.5" "hypothesis==6.170.17"
 fi
 cargo build --quiet
 mkdir -p target/test-logs
@@ -46,7 +47,7 @@ checks=not_a_server_error,status_code_conformance,content_type_conformance
 checks=$checks,response_headers_conformance,response_schema_conformance,negative_data_rejection
 run() {
   "$venv/bin/schemathesis" run "$base/api/openapi.json" --checks "$checks" \
-    --max-examples "${FUZZ_EXAMPLES:-40}" --seed "${FUZZ_SEED:-20261125}" --workers 2 \
+    --max-examples "${FUZZ_EXAMPLES:-40}" --seed "${FUZZ_SEED:-20261125}" --workers 1 \
     --suppress-health-check all --no-color "$@"
 }
 # Application and user functions with an application key and a user token,
