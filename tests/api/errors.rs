@@ -244,3 +244,33 @@ async fn error_texts_say_what_to_fix() {
     assert!(admin.contains("admin key"), "{admin}");
     assert!(application.contains("application key"), "{application}");
 }
+
+#[tokio::test]
+async fn values_postgres_refuses_are_422_without_its_words() {
+    use amplifier_sessions::{db::DbError, error::ApiError};
+    use axum::response::IntoResponse;
+
+    // Input is checked field by field before it is stored; this is the
+    // fallback for a value PostgreSQL still refuses (SQLSTATE class 22).
+    let app = spawn_app().await;
+    let refused = app
+        .db()
+        .await
+        .query_one("SELECT 'secret-42'::int", &[])
+        .await
+        .unwrap_err();
+    let response = ApiError::from(DbError::from(refused)).into_response();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY.as_u16());
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.contains("cannot be stored"), "{body}");
+    for echo in ["secret-42", "invalid input syntax", "22P02"] {
+        assert!(!body.contains(echo), "{echo} echoed: {body}");
+    }
+}
