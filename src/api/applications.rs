@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{JsonBody, PathParams};
+use super::problems::{BodyProblems, CallerProblems, TargetProblems};
 use super::validate::{AppId, JsonObject, Name};
 use crate::auth::{Admin, api_key};
 use crate::db::applications::{self, Application, ApplicationChanges, Taken};
@@ -71,10 +72,7 @@ fn not_found(app_id: &str) -> ApiError {
     request_body = CreateApplication,
     responses(
         (status = 201, description = "Created", body = ApplicationWithKey),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 409, response = Problem),
-        (status = 413, response = Problem), (status = 415, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, BodyProblems, (status = 409, response = Problem),
     ),
     security(("api_key" = [])),
 )]
@@ -112,8 +110,7 @@ pub async fn create(
     get, path = "/api/applications", operation_id = "list-applications", tag = "applications",
     responses(
         (status = 200, description = "All applications", body = ApplicationList),
-        (status = 401, response = Problem), (status = 403, response = Problem),
-        (status = 503, response = Problem),
+        CallerProblems,
     ),
     security(("api_key" = [])),
 )]
@@ -133,8 +130,7 @@ pub async fn list(
     params(("app_id" = String, Path, description = "The application's id")),
     responses(
         (status = 200, description = "The application", body = Application),
-        (status = 401, response = Problem), (status = 403, response = Problem),
-        (status = 404, response = Problem), (status = 503, response = Problem),
+        CallerProblems, (status = 404, response = Problem),
     ),
     security(("api_key" = [])),
 )]
@@ -158,10 +154,7 @@ pub async fn get(
     request_body = UpdateApplication,
     responses(
         (status = 200, description = "Updated", body = Application),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 413, response = Problem), (status = 415, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, TargetProblems, BodyProblems,
     ),
     security(("api_key" = [])),
 )]
@@ -196,8 +189,7 @@ pub async fn update(
     params(("app_id" = String, Path, description = "The application's id")),
     responses(
         (status = 200, description = "The new key, shown once", body = ApplicationWithKey),
-        (status = 401, response = Problem), (status = 403, response = Problem),
-        (status = 404, response = Problem), (status = 503, response = Problem),
+        CallerProblems, (status = 404, response = Problem),
     ),
     security(("api_key" = [])),
 )]
@@ -222,8 +214,7 @@ pub async fn rotate_key(
     params(("app_id" = String, Path, description = "The application's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, response = Problem), (status = 403, response = Problem),
-        (status = 404, response = Problem), (status = 503, response = Problem),
+        CallerProblems, (status = 404, response = Problem),
     ),
     security(("api_key" = [])),
 )]

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::cursor;
 use super::extract::{JsonBody, PathParams, QueryParams};
+use super::problems::{BodyProblems, CallerProblems, TargetProblems};
 use super::validate::{Name, Tags, Text, YamlText, nullable};
 use crate::auth::{AppCaller, AppOrAdmin};
 use crate::db::configs::{self, Config, ConfigChanges, ConfigWrite, ConfigsAfter, NewConfig};
@@ -81,10 +82,7 @@ fn settle<T>(write: ConfigWrite<T>, config_id: Uuid) -> Result<T, ApiError> {
     request_body = CreateConfig,
     responses(
         (status = 201, description = "Created", body = Config),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 413, response = Problem),
-        (status = 415, response = Problem), (status = 422, response = Problem),
-        (status = 503, response = Problem),
+        CallerProblems, BodyProblems,
     ),
     security(("api_key" = [])),
 )]
@@ -115,8 +113,7 @@ pub async fn create(
     params(PageQuery),
     responses(
         (status = 200, description = "A page of configs", body = ConfigPage),
-        (status = 401, response = Problem), (status = 403, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, (status = 422, response = Problem),
     ),
     security(("api_key" = [])),
 )]
@@ -147,9 +144,7 @@ pub async fn list(
     params(("config_id" = Uuid, Path, description = "The config's id")),
     responses(
         (status = 200, description = "The config", body = Config),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 503, response = Problem),
+        CallerProblems, TargetProblems,
     ),
     security(("api_key" = [])),
 )]
@@ -173,10 +168,7 @@ pub async fn get(
     request_body = UpdateConfig,
     responses(
         (status = 200, description = "Updated", body = Config),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 413, response = Problem), (status = 415, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, TargetProblems, BodyProblems,
     ),
     security(("api_key" = [])),
 )]
@@ -216,9 +208,7 @@ pub async fn update(
     params(("config_id" = Uuid, Path, description = "The config's id")),
     responses(
         (status = 204, description = "Deleted, with its sessions"),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 503, response = Problem),
+        CallerProblems, TargetProblems,
     ),
     security(("api_key" = [])),
 )]

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::idempotency::{self, IdempotencyKey, JsonResponse};
+use super::problems::{BodyProblems, CallerProblems, TargetProblems};
 use super::sessions::{not_found, settle_action};
 use super::validate::Message;
 use crate::auth::UserCaller;
@@ -127,11 +128,7 @@ async fn append_in(
     request_body = AppendMessages,
     responses(
         (status = 200, description = "Appended", body = AppendedMessages),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 409, response = Problem),
-        (status = 413, response = Problem), (status = 415, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, TargetProblems, BodyProblems, (status = 409, response = Problem),
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -202,9 +199,7 @@ pub struct MessagePage {
     params(("session_id" = Uuid, Path, description = "The session's id"), MessagesQuery),
     responses(
         (status = 200, description = "A page of messages", body = MessagePage),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, TargetProblems, (status = 422, response = Problem),
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -278,9 +273,7 @@ pub async fn list(
     responses(
         (status = 200, description = "The session, then its messages, one JSON object per line",
          content_type = "application/x-ndjson"),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 503, response = Problem),
+        CallerProblems, TargetProblems,
     ),
     security(("api_key" = [], "bearer" = [])),
 )]

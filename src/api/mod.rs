@@ -11,6 +11,7 @@ mod health;
 pub mod idempotency;
 mod messages;
 mod participants;
+mod problems;
 mod sessions;
 mod users;
 mod validate;

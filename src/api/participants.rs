@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::extract::{JsonBody, PathParams};
+use super::problems::{BodyProblems, CallerProblems, TargetProblems};
 use super::sessions::settle;
 use crate::auth::UserCaller;
 use crate::db::participants::{self, Participant};
@@ -53,10 +54,7 @@ fn not_a_participant(user_id: Uuid) -> ApiError {
     responses(
         (status = 201, description = "Added", body = Participant),
         (status = 200, description = "Already a participant", body = Participant),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 413, response = Problem), (status = 415, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, TargetProblems, BodyProblems,
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -102,9 +100,7 @@ pub async fn add(
     params(("session_id" = Uuid, Path, description = "The session's id")),
     responses(
         (status = 200, description = "The participants", body = ParticipantList),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 503, response = Problem),
+        CallerProblems, TargetProblems,
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -135,11 +131,7 @@ pub async fn list(
     request_body = UpdateParticipant,
     responses(
         (status = 200, description = "Updated", body = Participant),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 409, response = Problem),
-        (status = 413, response = Problem), (status = 415, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, TargetProblems, BodyProblems, (status = 409, response = Problem),
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -182,10 +174,7 @@ pub async fn update(
     ),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 409, response = Problem),
-        (status = 503, response = Problem),
+        CallerProblems, TargetProblems, (status = 409, response = Problem),
     ),
     security(("api_key" = [], "bearer" = [])),
 )]

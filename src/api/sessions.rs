@@ -12,11 +12,12 @@ use uuid::Uuid;
 
 use super::extract::{JsonBody, PathParams};
 use super::idempotency::{self, IdempotencyKey, JsonResponse};
+use super::problems::{BodyProblems, CallerProblems, TargetProblems};
 use super::validate::JsonObject;
 use crate::auth::UserCaller;
 use crate::db::Guarded;
 use crate::db::sessions::{self, Forked, Session, SessionChanges, SessionView};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::roles::{self, Action, Role};
 use crate::search;
 use crate::state::AppState;
@@ -148,11 +149,7 @@ async fn create_in(
     responses(
         (status = 201, description = "Created", body = Session,
          headers(("Location" = String, description = "The new session's URL"))),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem),
-        (status = 404, response = Problem),
-        (status = 413, response = Problem), (status = 415, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, TargetProblems, BodyProblems,
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -184,10 +181,7 @@ pub async fn create(
     params(("session_id" = Uuid, Path, description = "The session's id")),
     responses(
         (status = 200, description = "The session", body = SessionView),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem),
-        (status = 404, response = Problem),
-        (status = 503, response = Problem),
+        CallerProblems, TargetProblems,
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -210,10 +204,7 @@ pub async fn get(
     request_body = UpdateSession,
     responses(
         (status = 200, description = "Updated", body = Session),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 413, response = Problem), (status = 415, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, TargetProblems, BodyProblems,
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -256,9 +247,7 @@ pub async fn update(
     params(("session_id" = Uuid, Path, description = "The session's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 503, response = Problem),
+        CallerProblems, TargetProblems,
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -332,10 +321,7 @@ async fn fork_in(
     responses(
         (status = 201, description = "Forked", body = Session,
          headers(("Location" = String, description = "The new session's URL"))),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 404, response = Problem),
-        (status = 413, response = Problem), (status = 415, response = Problem),
-        (status = 422, response = Problem), (status = 503, response = Problem),
+        CallerProblems, TargetProblems, BodyProblems,
     ),
     security(("api_key" = [], "bearer" = [])),
 )]

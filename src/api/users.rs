@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::cursor;
 use super::extract::{PathParams, QueryParams};
+use super::problems::CallerProblems;
 use super::sessions::SessionStatus;
 use crate::auth::UserCaller;
 use crate::db::participants::{self, SessionFilter, UserSession, UserSessionsAfter};
@@ -76,9 +77,7 @@ pub struct UserSessions {
     ),
     responses(
         (status = 200, description = "A page of sessions", body = UserSessions),
-        (status = 400, response = Problem), (status = 401, response = Problem),
-        (status = 403, response = Problem), (status = 422, response = Problem),
-        (status = 503, response = Problem),
+        CallerProblems, (status = 400, response = Problem), (status = 422, response = Problem),
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
