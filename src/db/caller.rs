@@ -34,8 +34,8 @@ pub(crate) use app_cte;
 /// A statement run for an application: the CTE `app`, then `$rest`
 /// (continuing the WITH list with a comma, or the main statement).
 macro_rules! with_app {
-    ($rest:literal) => {
-        concat!("WITH ", crate::db::caller::app_cte!(), $rest)
+    ($($rest:expr),+ $(,)?) => {
+        concat!("WITH ", crate::db::caller::app_cte!(), $($rest),+)
     };
 }
 pub(crate) use with_app;
@@ -44,7 +44,7 @@ pub(crate) use with_app;
 /// `caller` holds the role of user `$3` (no row when they do not
 /// participate, or the key is not valid).
 macro_rules! with_caller {
-    ($rest:literal) => {
+    ($($rest:expr),+ $(,)?) => {
         concat!(
             "WITH ",
             crate::db::caller::app_cte!(),
@@ -52,7 +52,7 @@ macro_rules! with_caller {
                  SELECT p.role FROM session_participants p JOIN app ON app.is_active
                  WHERE p.session_id = $2 AND p.user_id = $3
              )",
-            $rest
+            $($rest),+
         )
     };
 }
@@ -65,7 +65,7 @@ pub(crate) use with_caller;
 /// the last-owner trigger (migration V7) locks it too. Without one order,
 /// an append and a demotion could deadlock.
 macro_rules! with_caller_locking_session {
-    ($rest:literal) => {
+    ($($rest:expr),+ $(,)?) => {
         concat!(
             "WITH ",
             crate::db::caller::app_cte!(),
@@ -76,7 +76,7 @@ macro_rules! with_caller_locking_session {
                  WHERE s.session_id = $2 AND p.user_id = $3
                  FOR NO KEY UPDATE OF s
              )",
-            $rest
+            $($rest),+
         )
     };
 }
@@ -98,6 +98,24 @@ macro_rules! verdict_from {
     };
 }
 pub(crate) use verdict_from;
+
+/// The select list and FROM clause of a statement guarded by the caller's
+/// role: the key's verdict, the `caller_role` column that
+/// [`Guarded::from_row`] reads (null when the caller does not participate),
+/// then `$columns`, from what `$joins` adds.
+macro_rules! guarded_select {
+    ($columns:expr, $joins:expr $(,)?) => {
+        concat!(
+            crate::db::caller::verdict!(),
+            ", caller.role AS caller_role",
+            $columns,
+            crate::db::caller::verdict_from!(),
+            " LEFT JOIN caller ON true",
+            $joins
+        )
+    };
+}
+pub(crate) use guarded_select;
 
 /// Why an application key was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::DbError;
-use super::caller::{Guarded, check_key, verdict, verdict_from, with_caller};
+use super::caller::{Guarded, check_key, guarded_select, with_caller};
 use crate::settings::SessionLimits;
 
 /// One message of a transcript.
@@ -108,14 +108,12 @@ pub async fn append(
                  WHERE session_id = $2 AND user_id = $3 AND EXISTS (SELECT 1 FROM bumped)
              ) "
             ),
-            verdict!(),
-            ", caller.role AS caller_role, bumped.message_count, totals.n,
-               s.message_count AS count_before",
-            verdict_from!(),
-            " CROSS JOIN totals
-              LEFT JOIN caller ON true
-              LEFT JOIN bumped ON true
-              LEFT JOIN sessions s ON s.session_id = $2"
+            guarded_select!(
+                ", bumped.message_count, totals.n, s.message_count AS count_before",
+                " CROSS JOIN totals
+                  LEFT JOIN bumped ON true
+                  LEFT JOIN sessions s ON s.session_id = $2"
+            )
         ))
         .await?;
     let row = client
@@ -184,28 +182,28 @@ pub async fn page(
         Direction::After(seq) => (
             concat!(
                 with_caller!(" "),
-                verdict!(),
-                ", caller.role AS caller_role, m.seq, m.created_at, m.message",
-                verdict_from!(),
-                " LEFT JOIN caller ON true LEFT JOIN LATERAL (
+                guarded_select!(
+                    ", m.seq, m.created_at, m.message",
+                    " LEFT JOIN LATERAL (
                      SELECT seq, created_at, message FROM session_messages
                      WHERE caller.role IS NOT NULL AND session_id = $2 AND seq > $4
                      ORDER BY seq LIMIT $5
                  ) m ON true"
+                )
             ),
             seq,
         ),
         Direction::Before(seq) => (
             concat!(
                 with_caller!(" "),
-                verdict!(),
-                ", caller.role AS caller_role, m.seq, m.created_at, m.message",
-                verdict_from!(),
-                " LEFT JOIN caller ON true LEFT JOIN LATERAL (
+                guarded_select!(
+                    ", m.seq, m.created_at, m.message",
+                    " LEFT JOIN LATERAL (
                      SELECT seq, created_at, message FROM session_messages
                      WHERE caller.role IS NOT NULL AND session_id = $2 AND seq < $4
                      ORDER BY seq DESC LIMIT $5
                  ) m ON true"
+                )
             ),
             seq,
         ),

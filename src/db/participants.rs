@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::caller::{
-    Guarded, check_key, role as db_role, verdict, verdict_from, with_app, with_caller,
-    with_caller_locking_session,
+    Guarded, check_key, guarded_select, role as db_role, verdict, verdict_from, with_app,
+    with_caller, with_caller_locking_session,
 };
 use crate::roles::Role;
 use crate::search::Query;
@@ -96,10 +96,7 @@ pub async fn add(
                            (xmax = 0) AS inserted
              ) "
             ),
-            verdict!(),
-            ", caller.role AS caller_role, upsert.*",
-            verdict_from!(),
-            " LEFT JOIN caller ON true LEFT JOIN upsert ON true"
+            guarded_select!(", upsert.*", " LEFT JOIN upsert ON true")
         ))
         .await?;
     let row = client
@@ -133,15 +130,15 @@ pub async fn list(
     let stmt = client
         .prepare_cached(concat!(
             with_caller!(" "),
-            verdict!(),
-            ", caller.role AS caller_role, p.*",
-            verdict_from!(),
-            " LEFT JOIN caller ON true LEFT JOIN LATERAL (
+            guarded_select!(
+                ", p.*",
+                " LEFT JOIN LATERAL (
                  SELECT session_id, user_id, role, joined_at, last_active_at, permissions
                  FROM session_participants
                  WHERE caller.role IS NOT NULL AND session_id = $2
                  ORDER BY joined_at, user_id
              ) p ON true"
+            )
         ))
         .await?;
     let rows = client.query(&stmt, &[&key, &session_id, &caller]).await?;
@@ -176,10 +173,7 @@ pub async fn update_role(
                  RETURNING p.*
              ) "
             ),
-            verdict!(),
-            ", caller.role AS caller_role, updated.*",
-            verdict_from!(),
-            " LEFT JOIN caller ON true LEFT JOIN updated ON true"
+            guarded_select!(", updated.*", " LEFT JOIN updated ON true")
         ))
         .await?;
     let row = client
@@ -218,10 +212,7 @@ pub async fn remove(
                  RETURNING p.user_id
              ) "
             ),
-            verdict!(),
-            ", caller.role AS caller_role, removed.user_id",
-            verdict_from!(),
-            " LEFT JOIN caller ON true LEFT JOIN removed ON true"
+            guarded_select!(", removed.user_id", " LEFT JOIN removed ON true")
         ))
         .await?;
     let row = client

@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::DbError;
-use super::caller::{Guarded, check_key, verdict, verdict_from, with_app, with_caller};
+use super::caller::{
+    Guarded, check_key, guarded_select, verdict, verdict_from, with_app, with_caller,
+};
 use crate::roles::Role;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -72,6 +74,25 @@ pub struct SessionView {
     pub role: Role,
 }
 
+/// The CTEs that make the `owner_user_id` of `new_session` its owner: their
+/// participant row, active from the start so that the session comes first
+/// in their list, and their `users` row. create and fork share them.
+macro_rules! owner_rows {
+    () => {
+        ", owner_participant AS (
+             INSERT INTO session_participants (session_id, user_id, role, last_active_at)
+             SELECT session_id, owner_user_id, 'owner', created_at FROM new_session
+         ), owner_user AS (
+             INSERT INTO users (user_id, last_seen_app_id, total_sessions)
+             SELECT owner_user_id, created_by_app_id, 1 FROM new_session
+             ON CONFLICT (user_id) DO UPDATE
+             SET last_seen = now(),
+                 last_seen_app_id = EXCLUDED.last_seen_app_id,
+                 total_sessions = users.total_sessions + 1
+         )"
+    };
+}
+
 /// Creates a session owned by `owner`, its owner participant row and the
 /// owner's `users` row, in one statement (one round trip, atomic), for the
 /// application of `key`. `Ok(None)` when `config_id` does not exist.
@@ -91,20 +112,12 @@ pub async fn create(
                  SELECT c.config_id, $3::uuid, app.app_id, $4::jsonb
                  FROM configs c, app WHERE app.is_active AND c.config_id = $2
                  RETURNING *
-             ), owner_participant AS (
-                 INSERT INTO session_participants (session_id, user_id, role, last_active_at)
-                 SELECT session_id, owner_user_id, 'owner', created_at FROM new_session
-             ), owner_user AS (
-                 INSERT INTO users (user_id, last_seen_app_id, total_sessions)
-                 SELECT owner_user_id, created_by_app_id, 1 FROM new_session
-                 ON CONFLICT (user_id) DO UPDATE
-                 SET last_seen = now(),
-                     last_seen_app_id = EXCLUDED.last_seen_app_id,
-                     total_sessions = users.total_sessions + 1
              ), metadata_words AS (
                  INSERT INTO session_search (session_id, first_seq, last_seq, words)
                  SELECT session_id, 0, 0, $5::text::tsvector FROM new_session
-             ) "
+             )",
+                owner_rows!(),
+                " "
             ),
             verdict!(),
             ", new_session.*",
@@ -144,10 +157,7 @@ pub async fn read(
                  RETURNING s.*
              ) "
             ),
-            verdict!(),
-            ", caller.role AS caller_role, accessed.*",
-            verdict_from!(),
-            " LEFT JOIN caller ON true LEFT JOIN accessed ON true"
+            guarded_select!(", accessed.*", " LEFT JOIN accessed ON true")
         ))
         .await?;
     let row = client
@@ -198,10 +208,9 @@ pub async fn update(
                  ON CONFLICT (session_id, first_seq) DO UPDATE SET words = EXCLUDED.words
              ) "
             ),
-            verdict!(),
-            ", caller.role AS caller_role, updated.*",
-            verdict_from!(),
-            " LEFT JOIN caller ON true LEFT JOIN updated ON true"
+            guarded_select!(
+                ", updated.*",
+                " LEFT JOIN updated ON true")
         ))
         .await?;
     let row = client
@@ -242,10 +251,7 @@ pub async fn delete(
                  RETURNING s.session_id
              ) "
             ),
-            verdict!(),
-            ", caller.role AS caller_role, deleted.session_id",
-            verdict_from!(),
-            " LEFT JOIN caller ON true LEFT JOIN deleted ON true"
+            guarded_select!(", deleted.session_id", " LEFT JOIN deleted ON true")
         ))
         .await?;
     let row = client
@@ -267,11 +273,11 @@ pub async fn for_export(
     let stmt = client
         .prepare_cached(concat!(
             with_caller!(" "),
-            verdict!(),
-            ", caller.role AS caller_role, s.*",
-            verdict_from!(),
-            " LEFT JOIN caller ON true
+            guarded_select!(
+                ", s.*",
+                "
               LEFT JOIN sessions s ON caller.role IS NOT NULL AND s.session_id = $2"
+            )
         ))
         .await?;
     let row = client
@@ -360,22 +366,13 @@ pub async fn fork(
                                  (SELECT words FROM session_search WHERE session_id = $2 AND first_seq = 0),
                                  ''::tsvector)
                  FROM new_session n
-             ), owner_participant AS (
-                 INSERT INTO session_participants (session_id, user_id, role, last_active_at)
-                 SELECT session_id, owner_user_id, 'owner', created_at FROM new_session
-             ), owner_user AS (
-                 INSERT INTO users (user_id, last_seen_app_id, total_sessions)
-                 SELECT owner_user_id, created_by_app_id, 1 FROM new_session
-                 ON CONFLICT (user_id) DO UPDATE
-                 SET last_seen = now(),
-                     last_seen_app_id = EXCLUDED.last_seen_app_id,
-                     total_sessions = users.total_sessions + 1
-             ) "
+             )",
+                owner_rows!(),
+                " "
             ),
-            verdict!(),
-            ", caller.role AS caller_role, source.message_count AS source_count, new_session.*",
-            verdict_from!(),
-            " LEFT JOIN caller ON true LEFT JOIN source ON true LEFT JOIN new_session ON true"
+            guarded_select!(
+                ", source.message_count AS source_count, new_session.*",
+                " LEFT JOIN source ON true LEFT JOIN new_session ON true")
         ))
         .await?;
     let row = client
