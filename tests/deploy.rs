@@ -301,17 +301,7 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
         .unwrap();
     let health = http.get(rehearsal.url("/api/health")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let created = expect_status(
-        http.post(rehearsal.url("/api/applications"))
-            .header("X-API-Key", &admin_key)
-            .json(&json!({"app_id": "web-app", "app_name": "Web app"}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    let key = created["api_key"].as_str().unwrap().to_owned();
+    let key = register_application(&http, &rehearsal.url(""), &admin_key, "web-app").await;
     let token = |user: Uuid| {
         sign(
             &signer,

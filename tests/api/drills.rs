@@ -165,17 +165,7 @@ async fn outages_of_the_identity_provider_and_key_vault_serve_the_last_good_keys
     }
     let served = Served::start(vars).await;
     let http = reqwest::Client::new();
-    let created = expect_status(
-        http.post(served.url("/api/applications"))
-            .header("X-API-Key", &admin)
-            .json(&json!({"app_id": "outage-app", "app_name": "Outage"}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    let key = created["api_key"].as_str().unwrap().to_owned();
+    let key = register_application(&http, &served.url(""), &admin, "outage-app").await;
     let token = sign(
         &signer,
         &json!({"oid": Uuid::new_v4().to_string(), "iss": idp.base, "aud": AUDIENCE,

@@ -225,15 +225,7 @@ impl TestApp {
 
     /// Registers an application through the API; returns its key.
     pub async fn create_application(&self, app_id: &str) -> String {
-        let response = self
-            .post("/api/applications")
-            .header("X-API-Key", ADMIN_KEY)
-            .json(&json!({"app_id": app_id, "app_name": format!("{app_id} app")}))
-            .send()
-            .await
-            .unwrap();
-        let body = expect_status(response, StatusCode::CREATED).await;
-        body["api_key"].as_str().unwrap().to_owned()
+        register_application(&self.http, &self.address, ADMIN_KEY, app_id).await
     }
 
     pub async fn create_config(&self, key: &str) -> Uuid {
@@ -319,6 +311,25 @@ pub async fn wait_until_healthy(health_url: &str, why: &str) {
 }
 
 /// Asserts the status and returns the JSON body.
+/// Registers `app_id` with the service at `base` (e.g.
+/// `http://127.0.0.1:7071`) as the admin; returns the application's key.
+pub async fn register_application(
+    http: &reqwest::Client,
+    base: &str,
+    admin_key: &str,
+    app_id: &str,
+) -> String {
+    let response = http
+        .post(format!("{base}/api/applications"))
+        .header("X-API-Key", admin_key)
+        .json(&json!({"app_id": app_id, "app_name": format!("{app_id} app")}))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_status(response, StatusCode::CREATED).await;
+    body["api_key"].as_str().unwrap().to_owned()
+}
+
 pub async fn expect_status(response: Response, status: StatusCode) -> Value {
     let actual = response.status();
     let text = response.text().await.unwrap();

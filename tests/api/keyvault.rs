@@ -47,23 +47,14 @@ async fn secrets_come_from_the_vault_and_missing_ones_from_the_environment() {
         StatusCode::UNAUTHORIZED,
         "the vault's admin key wins"
     );
-    let created = expect_status(
-        http.post(served.url("/api/applications"))
-            .header("X-API-Key", &vault_admin)
-            .json(&json!({"app_id": "kv-app", "app_name": "KV"}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
+    let key = register_application(&http, &served.url(""), &vault_admin, "kv-app").await;
 
     let settings = amplifier_sessions::settings::Settings::from_vars(&vars).unwrap();
     let token =
         amplifier_sessions::auth::token::issue_dev_token(&settings.auth, Uuid::new_v4(), 600);
     let response = http
         .get(served.url("/api/users/me/sessions"))
-        .header("X-API-Key", created["api_key"].as_str().unwrap())
+        .header("X-API-Key", &key)
         .bearer_auth(token)
         .send()
         .await

@@ -268,20 +268,10 @@ async fn basic_calls_over_tls_with_a_trusted_private_ca() {
     let health = http.get(served.url("/api/health")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 
-    let created = expect_status(
-        http.post(served.url("/api/applications"))
-            .header("X-API-Key", ADMIN_KEY)
-            .json(&json!({"app_id": "tls-app", "app_name": "TLS"}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    let key = created["api_key"].as_str().unwrap();
+    let key = register_application(&http, &served.url(""), ADMIN_KEY, "tls-app").await;
     let config = expect_status(
         http.post(served.url("/api/configs"))
-            .header("X-API-Key", key)
+            .header("X-API-Key", &key)
             .json(&json!({"name": "c", "yaml_content": "a: 1"}))
             .send()
             .await
@@ -294,7 +284,7 @@ async fn basic_calls_over_tls_with_a_trusted_private_ca() {
     let token = amplifier_sessions::auth::token::issue_dev_token(&settings.auth, user, 600);
     let session = expect_status(
         http.post(served.url("/api/sessions"))
-            .header("X-API-Key", key)
+            .header("X-API-Key", &key)
             .bearer_auth(&token)
             .json(&json!({"config_id": config["config_id"]}))
             .send()
@@ -306,7 +296,7 @@ async fn basic_calls_over_tls_with_a_trusted_private_ca() {
     let path = format!("/api/sessions/{}", session["session_id"].as_str().unwrap());
     expect_status(
         http.get(served.url(&path))
-            .header("X-API-Key", key)
+            .header("X-API-Key", &key)
             .bearer_auth(&token)
             .send()
             .await
@@ -354,17 +344,7 @@ async fn no_log_line_contains_a_password_key_or_token() {
 
     let served = Served::start(vars.clone()).await;
     let http = reqwest::Client::new();
-    let created = expect_status(
-        http.post(served.url("/api/applications"))
-            .header("X-API-Key", &admin_key)
-            .json(&json!({"app_id": "log-app", "app_name": "Logs"}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    let app_key = created["api_key"].as_str().unwrap().to_owned();
+    let app_key = register_application(&http, &served.url(""), &admin_key, "log-app").await;
     let settings = amplifier_sessions::settings::Settings::from_vars(&vars).unwrap();
     let token =
         amplifier_sessions::auth::token::issue_dev_token(&settings.auth, Uuid::new_v4(), 600);
