@@ -89,7 +89,10 @@ async fn migrate(settings: Settings, grant_to: Option<String>) -> Result<(), Str
     let resolved = secrets.get().await.map_err(|e| e.to_string())?;
     let mut config = db::connect_config(&settings.database, &resolved.database);
     if settings.database.auth == DatabaseAuth::Entra {
-        let entra = EntraPassword::new(credential(&settings.azure).map_err(|e| e.to_string())?);
+        let entra = EntraPassword::new(
+            credential(&settings.azure).map_err(|e| e.to_string())?,
+            settings.fetch_timeout,
+        );
         entra.ensure_fresh().await.map_err(|e| e.to_string())?;
         if let Some(token) = entra.password() {
             config.password(token.expose_secret());

@@ -86,7 +86,7 @@ impl Secrets {
         Ok(Self {
             settings,
             vault,
-            current: Arc::new(Refreshing::new("Key Vault secrets", ttl, MAX_STALENESS)),
+            current: Arc::new(Refreshing::fixed("Key Vault secrets", ttl, MAX_STALENESS)),
         })
     }
 
@@ -116,13 +116,13 @@ impl Secrets {
     }
 }
 
-/// Requests wait for the vault no longer than for a connection (the SDK's
-/// own retries would otherwise hold them for a minute).
+/// One attempt at most `FETCH_TIMEOUT_MS` (the SDK's own retries
+/// would otherwise take a minute).
 async fn resolve_in_time(
     settings: Arc<Settings>,
     vault: Option<Arc<Vault>>,
 ) -> Result<Resolved, SecretsError> {
-    let limit = settings.database.pool_timeout;
+    let limit = settings.fetch_timeout;
     tokio::time::timeout(limit, resolve(&settings, vault.as_deref()))
         .await
         .map_err(|_| SecretsError::Vault(format!("no answer within {limit:?}")))

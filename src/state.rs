@@ -34,10 +34,13 @@ impl AppState {
         let secrets = Arc::new(Secrets::new(settings.clone())?);
         let entra = match settings.database.auth {
             DatabaseAuth::Password => None,
-            DatabaseAuth::Entra => Some(Arc::new(EntraPassword::new(credential(&settings.azure)?))),
+            DatabaseAuth::Entra => Some(Arc::new(EntraPassword::new(
+                credential(&settings.azure)?,
+                settings.fetch_timeout,
+            ))),
         };
         Ok(Self {
-            tokens: Arc::new(TokenVerifier::new(&settings.auth)),
+            tokens: Arc::new(TokenVerifier::new(&settings.auth, settings.fetch_timeout)),
             db: Arc::new(Database::new(
                 settings.database.clone(),
                 secrets.clone(),

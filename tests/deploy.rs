@@ -22,6 +22,9 @@
 //! the release package, as the workflow does.
 
 #[allow(dead_code)]
+#[path = "api/children.rs"]
+mod children;
+#[allow(dead_code)]
 #[path = "api/fake_azure.rs"]
 mod fake_azure;
 #[allow(dead_code)]
@@ -191,11 +194,7 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
     .unwrap();
     let signer = signing_key("rehearsal-key");
     let idp = start_idp(vec![jwk(&signer)]).await;
-    let app_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let app_port = unused_port();
     let app_url = format!("http://127.0.0.1:{app_port}");
 
     std::fs::write(state.join("cli_token"), DEPLOYER_TOKEN).unwrap();

@@ -21,7 +21,6 @@ const LEEWAY_SECONDS: u64 = 30;
 /// An unknown `kid` refetches the JWKS at most this often, so that tokens
 /// with made-up key ids cannot make us hammer the identity provider.
 const UNKNOWN_KID_REFRESH: Duration = Duration::from_secs(60);
-const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long fetched signing keys stay in use while the provider cannot be
 /// reached (providers publish new keys well before they sign with them).
 const KEYS_MAX_STALENESS: Duration = Duration::from_secs(24 * 3600);
@@ -51,12 +50,13 @@ pub struct TokenVerifier {
 }
 
 impl TokenVerifier {
-    pub fn new(auth: &AuthSettings) -> Self {
+    /// `fetch_timeout` bounds each fetch of the identity provider's keys.
+    pub fn new(auth: &AuthSettings, fetch_timeout: Duration) -> Self {
         let tokens = &auth.tokens;
         let (jwks, algorithm) = match &tokens.algorithm {
             TokenAlgorithm::Hs256 => (None, Algorithm::HS256),
             TokenAlgorithm::Rs256 { keys } => (
-                Some(JwksCache::new(keys.clone(), tokens.jwks_ttl)),
+                Some(JwksCache::new(keys.clone(), tokens.jwks_ttl, fetch_timeout)),
                 Algorithm::RS256,
             ),
         };
@@ -147,15 +147,15 @@ struct JwksCache {
 }
 
 impl JwksCache {
-    fn new(source: KeySource, ttl: Duration) -> Self {
+    fn new(source: KeySource, ttl: Duration, fetch_timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(JWKS_FETCH_TIMEOUT)
+            .timeout(fetch_timeout)
             .build()
             .expect("an HTTP client with default TLS settings");
         Self {
             source,
             http,
-            keys: Arc::new(Refreshing::new(
+            keys: Arc::new(Refreshing::fixed(
                 "token signing keys",
                 ttl,
                 KEYS_MAX_STALENESS,
@@ -281,7 +281,7 @@ mod tests {
         let user = Uuid::new_v4();
         let token = issue_dev_token(&auth, user, 60);
         assert_eq!(
-            TokenVerifier::new(&auth)
+            TokenVerifier::new(&auth, Duration::from_secs(5))
                 .verify(&token, &auth.secret_key)
                 .await
                 .unwrap(),
@@ -292,7 +292,7 @@ mod tests {
     #[tokio::test]
     async fn other_keys_and_algorithms_are_rejected() {
         let auth = auth();
-        let verifier = TokenVerifier::new(&auth);
+        let verifier = TokenVerifier::new(&auth, Duration::from_secs(5));
         let user = Uuid::new_v4();
         let claims = serde_json::json!({"sub": user.to_string(), "exp": jsonwebtoken::get_current_timestamp() + 60});
         let wrong_key = jsonwebtoken::encode(

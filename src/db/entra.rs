@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
@@ -19,96 +19,82 @@ use tokio_postgres::Socket;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use super::DbError;
+use crate::refresh::{Lifetime, Refreshing};
 
 /// The resource Azure Database for PostgreSQL accepts tokens for.
 pub const SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
-/// A token is replaced when it has less than this left.
+/// A token is replaced (in the background) when it has less than this left.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// After a failed fetch, callers use the current token (while it is valid)
-/// or get the failure, for this long, instead of each trying again.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// While fetching a new one fails, a token is used until it has this left.
+const MIN_LEFT: Duration = Duration::from_secs(30);
 
+struct Token {
+    secret: SecretString,
+    expires_on: OffsetDateTime,
+}
+
+/// The Entra ID token new connections log in with. Fetched on first use
+/// (that caller waits, bounded by `timeout`); from then on refreshed in the
+/// background before it expires, so no request waits for Entra ID while
+/// the current token is usable (see `refresh`).
 pub struct EntraPassword {
     credential: Arc<dyn TokenCredential>,
-    current: RwLock<Option<(SecretString, OffsetDateTime)>>,
-    /// The last failed fetch, until one succeeds.
-    failed: RwLock<Option<(String, std::time::Instant)>>,
-    fetching: tokio::sync::Mutex<()>,
+    timeout: Duration,
+    current: Arc<Refreshing<Token, String>>,
 }
 
 impl EntraPassword {
-    pub fn new(credential: Arc<dyn TokenCredential>) -> Self {
+    pub fn new(credential: Arc<dyn TokenCredential>, timeout: Duration) -> Self {
         Self {
             credential,
-            current: RwLock::new(None),
-            failed: RwLock::new(None),
-            fetching: tokio::sync::Mutex::new(()),
+            timeout,
+            current: Arc::new(Refreshing::new(
+                "Entra ID token for PostgreSQL",
+                Lifetime::Expiring {
+                    expires_in: |token| {
+                        (token.expires_on - OffsetDateTime::now_utc())
+                            .try_into()
+                            .unwrap_or(Duration::ZERO)
+                    },
+                    margin: REFRESH_MARGIN,
+                    min_left: MIN_LEFT,
+                },
+            )),
         }
     }
 
-    /// Whether the current token lives longer than `margin`.
-    fn lives_beyond(&self, margin: Duration) -> bool {
-        let margin = azure_core::time::Duration::try_from(margin).expect("a short duration");
-        self.current
-            .read()
-            .expect("token lock")
-            .as_ref()
-            .is_some_and(|(_, expires)| *expires - margin > OffsetDateTime::now_utc())
-    }
-
-    /// Makes sure a token with some life left is cached (before a pool
-    /// checkout that may have to open a connection). One fetch at a time;
-    /// when it fails, a token that has not yet expired is used on
-    /// (stale-while-error), and callers within [`RETRY_AFTER`] share the
-    /// failure rather than queue behind another attempt.
+    /// Makes sure a usable token is cached (before a pool checkout that may
+    /// have to open a connection).
     pub async fn ensure_fresh(&self) -> Result<(), DbError> {
-        if self.lives_beyond(REFRESH_MARGIN) {
-            return Ok(());
-        }
-        let asked = std::time::Instant::now();
-        let _one_fetch = self.fetching.lock().await;
-        if self.lives_beyond(REFRESH_MARGIN) {
-            return Ok(());
-        }
-        let failed = self.failed.read().expect("token lock").clone();
-        let error = match failed {
-            Some((error, at)) if at >= asked || at.elapsed() < RETRY_AFTER => error,
-            _ => match self.credential.get_token(&[SCOPE], None).await {
-                Ok(token) => {
-                    tracing::info!(expires_on = %token.expires_on, "fetched an Entra ID token for PostgreSQL");
-                    *self.current.write().expect("token lock") =
-                        Some((SecretString::from(token.token.secret()), token.expires_on));
-                    *self.failed.write().expect("token lock") = None;
-                    return Ok(());
-                }
-                Err(e) => {
-                    let error = format!("no Entra ID token for PostgreSQL: {e}");
-                    *self.failed.write().expect("token lock") =
-                        Some((error.clone(), std::time::Instant::now()));
-                    error
-                }
-            },
-        };
-        // Still valid for a while: connections can log in with it.
-        if self.lives_beyond(Duration::from_secs(30)) {
-            tracing::warn!(%error, "using the current Entra ID token until it expires");
-            return Ok(());
-        }
-        Err(DbError::Unavailable(error))
+        let (credential, timeout) = (self.credential.clone(), self.timeout);
+        self.current
+            .get(move || fetch(credential, timeout))
+            .await
+            .map(drop)
+            .map_err(DbError::Unavailable)
     }
 
     /// Forgets the token, e.g. after PostgreSQL rejected it.
     pub fn invalidate(&self) {
-        *self.current.write().expect("token lock") = None;
+        self.current.invalidate();
     }
 
     pub fn password(&self) -> Option<SecretString> {
-        self.current
-            .read()
-            .expect("token lock")
-            .as_ref()
-            .map(|(token, _)| token.clone())
+        self.current.peek().map(|token| token.secret.clone())
     }
+}
+
+async fn fetch(credential: Arc<dyn TokenCredential>, timeout: Duration) -> Result<Token, String> {
+    let failed = |e: String| format!("no Entra ID token for PostgreSQL: {e}");
+    let token = tokio::time::timeout(timeout, credential.get_token(&[SCOPE], None))
+        .await
+        .map_err(|_| failed(format!("no answer within {timeout:?}")))?
+        .map_err(|e| failed(e.to_string()))?;
+    tracing::info!(expires_on = %token.expires_on, "fetched an Entra ID token for PostgreSQL");
+    Ok(Token {
+        secret: SecretString::from(token.token.secret()),
+        expires_on: token.expires_on,
+    })
 }
 
 /// Opens connections with the current token as the password.

@@ -16,6 +16,7 @@ mod limits;
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 pub(crate) use auth::dev_app_id;
 pub use auth::{
@@ -106,6 +107,11 @@ pub struct Settings {
     pub key_vault: Option<KeyVaultSettings>,
     /// How the service authenticates to Azure (Key Vault, Entra ID database login).
     pub azure: AzureSettings,
+    /// How long one fetch of a value from another service (Key Vault
+    /// secrets, an Entra ID token, the identity provider's signing keys)
+    /// may take. Only a request with no usable value yet waits for one;
+    /// refreshes of a value in hand run in the background.
+    pub fetch_timeout: Duration,
 }
 
 /// The raw settings: trimmed values, an empty value counts as unset.
@@ -200,6 +206,7 @@ impl Settings {
             limits: limits::from_vars(&vars)?,
             auth: auth::from_vars(&vars, environment, key_vault.is_some())?,
             azure: azure::azure_settings(&vars, environment)?,
+            fetch_timeout: Duration::from_millis(vars.parse_or("FETCH_TIMEOUT_MS", 5000)?),
             key_vault,
         })
     }

@@ -39,9 +39,7 @@ fetch("{api}/api/sessions", {{
 #[tokio::test]
 async fn a_page_on_an_allowed_origin_calls_the_api_and_others_are_refused() {
     // The allowed page's origin must be known before the API starts.
-    let placeholder = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let allowed_port = placeholder.local_addr().unwrap().port();
-    drop(placeholder);
+    let allowed_port = unused_port();
     let allowed = format!("http://127.0.0.1:{allowed_port}");
     let app = spawn_app_with(&[("ALLOWED_ORIGINS", &allowed)]).await;
     let key = app.create_application("browser-app").await;

@@ -2,16 +2,17 @@
 //! endpoint, HTTPS Key Vault), started for one test.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::children::KillOnDrop;
 use crate::helpers::*;
 
 pub struct FakeAzure {
+    child: KillOnDrop,
     pub dir: tempfile::TempDir,
-    child: Child,
     pub identity_port: u16,
     pub vault_port: u16,
 }
@@ -35,12 +36,12 @@ impl FakeAzure {
         assert!(certs.success());
         std::fs::write(dir.path().join("token"), TOKEN).unwrap();
         let fake = |dir: &tempfile::TempDir| {
-            Command::new("python3")
-                .arg(repo_path("tests/support/fake_azure.py"))
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
+            KillOnDrop::spawn(
+                Command::new("python3")
+                    .arg(repo_path("tests/support/fake_azure.py"))
+                    .arg(dir.path())
+                    .stdout(Stdio::null()),
+            )
         };
         let mut azure = Self {
             child: fake(&dir),
@@ -108,16 +109,14 @@ impl FakeAzure {
 }
 
 impl FakeAzure {
-    /// Takes both stand-ins down (an outage).
+    /// Takes both stand-ins down: connections are refused (an outage).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
-}
 
-impl Drop for FakeAzure {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Freezes both stand-ins (SIGSTOP): connections are accepted by the
+    /// kernel and never answered, the worst kind of outage.
+    pub fn hang(&self) {
+        self.child.signal(libc::SIGSTOP);
     }
 }

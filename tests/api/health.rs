@@ -12,12 +12,7 @@ async fn health_reports_ok_with_a_database() {
 
 #[tokio::test]
 async fn health_is_degraded_without_a_database() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/nowhere");
+    let url = closed_port_url();
     let app = spawn_app_on(&url, &[]).await;
     let response = app.get("/api/health").send().await.unwrap();
     assert_eq!(response.headers()["retry-after"], "2");
@@ -30,12 +25,7 @@ async fn health_is_degraded_without_a_database() {
 
 #[tokio::test]
 async fn readiness_probe_answers_without_touching_the_database() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/nowhere");
+    let url = closed_port_url();
     let app = spawn_app_on(&url, &[]).await;
     let response = app.get("/").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);

@@ -11,6 +11,8 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::children::DiesWithTest;
+
 pub const ADMIN_KEY: &str = "test-admin-key-not-secure-but-32-bytes-long";
 pub const SECRET_KEY: &str = "test-secret-key-not-secure-but-32-bytes-long";
 
@@ -87,12 +89,19 @@ impl OwnRole {
     /// Changes the password and ends every session of the role, waiting
     /// until they are gone.
     pub async fn rotate_password(&self, password: &str) {
-        let admin = pg_connect(&admin_url()).await;
-        admin
+        pg_connect(&admin_url())
+            .await
             .batch_execute(&format!("ALTER ROLE {} PASSWORD '{password}'", self.name))
             .await
             .unwrap();
-        admin
+        self.end_sessions().await;
+    }
+
+    /// Ends every session of the role (the next requests must log in
+    /// again), waiting until they are gone.
+    pub async fn end_sessions(&self) {
+        pg_connect(&admin_url())
+            .await
             .execute(
                 "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1",
                 &[&self.name],
@@ -301,13 +310,81 @@ pub struct Fixture {
     pub session_id: String,
 }
 
-/// Polls `health_url` until it answers 200, failing with `why` after 10 s.
+/// Polls `health_url` until it answers 200 (a refused connection or a 503
+/// is retried), failing with `why` after 60 s: a bound for a hang, not a
+/// measure of speed.
 pub async fn wait_until_healthy(health_url: &str, why: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while reqwest::get(health_url).await.unwrap().status() != StatusCode::OK {
-        assert!(std::time::Instant::now() < deadline, "{why}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = reqwest::get(health_url).await.map(|r| r.status());
+        if status.as_ref().is_ok_and(|s| *s == StatusCode::OK) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{why} (last answer: {status:?})"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Polls `condition` every 20 ms until it holds, failing with `what` after
+/// 60 s. For "the request is now blocked" and the like: waits for the
+/// state itself, never for a guessed duration.
+pub async fn wait_for<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether a request sits unanswered at a local server on one of `ports`
+/// (bytes received that it has not read: a frozen process). Read from
+/// the kernel's socket table.
+pub fn unanswered_requests_at(ports: &[u16]) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port = fields[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok());
+                let received = fields[4]
+                    .split(':')
+                    .nth(1)
+                    .and_then(|q| u64::from_str_radix(q, 16).ok())
+                    .unwrap_or(0);
+                local_port.is_some_and(|p| ports.contains(&p)) && received > 0
+            })
+    })
+}
+
+/// How many backends of database `url` wait for a lock (e.g. a request
+/// blocked behind a test's open transaction).
+pub async fn backends_waiting_for_a_lock(url: &str) -> i64 {
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    pg_connect(&admin_url())
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = $1 AND wait_event_type = 'Lock'",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// Asserts the status and returns the JSON body.
@@ -361,15 +438,34 @@ pub struct OwnServer {
     ssl: bool,
 }
 
+/// A TCP port for a server a test starts, never handed out twice by this
+/// process, from below the ephemeral range (32768 and up on Linux) so that
+/// no client connection or `bind(0)` takes it meanwhile; one in use by
+/// something else is skipped.
+pub fn unused_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Each test process starts at its own place, so that two suites
+    // running at once (two checkouts) rarely meet.
+    let start = (std::process::id() % 100) as u16 * 100;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(offset < 10_000, "no free port");
+        let port = 20_000 + (start + offset) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl OwnServer {
     pub fn start(ssl: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = Self { dir, port, ssl };
+        let server = Self {
+            dir,
+            port: unused_port(),
+            ssl,
+        };
         server.resume();
         server
     }
@@ -428,6 +524,7 @@ pub async fn dump_dom(url: &str) -> String {
     tokio::task::spawn_blocking(move || {
         let profile = tempfile::tempdir().unwrap();
         let output = Command::new(chromium())
+            .dies_with_test()
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -451,12 +548,11 @@ pub async fn dump_dom(url: &str) -> String {
     .unwrap()
 }
 
-/// A database URL nothing listens at.
+/// A database URL nothing listens at: a port of [`unused_port`], which no
+/// other test gets.
 pub fn closed_port_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("postgres://nobody:nothing@127.0.0.1:{port}/nowhere")
+    format!(
+        "postgres://nobody:nothing@127.0.0.1:{}/nowhere",
+        unused_port()
+    )
 }

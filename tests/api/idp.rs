@@ -60,12 +60,16 @@ pub fn jwk(key: &SigningKey) -> Jwk {
 }
 
 /// A local identity provider: discovery document, JWKS, fetch counter.
+/// `up` false answers 503; `hanging` true never answers (and counts the
+/// requests left hanging).
 #[derive(Clone)]
 pub struct Idp {
     pub base: String,
     pub keys: Arc<std::sync::Mutex<JwkSet>>,
     pub fetches: Arc<AtomicUsize>,
     pub up: Arc<AtomicBool>,
+    pub hanging: Arc<AtomicBool>,
+    pub hung: Arc<AtomicUsize>,
 }
 
 pub async fn start_idp(keys: Vec<Jwk>) -> Idp {
@@ -75,6 +79,8 @@ pub async fn start_idp(keys: Vec<Jwk>) -> Idp {
         keys: Arc::new(std::sync::Mutex::new(JwkSet { keys })),
         fetches: Arc::new(AtomicUsize::new(0)),
         up: Arc::new(AtomicBool::new(true)),
+        hanging: Arc::new(AtomicBool::new(false)),
+        hung: Arc::new(AtomicUsize::new(0)),
     };
     let router = axum::Router::new()
         .route(
@@ -86,6 +92,10 @@ pub async fn start_idp(keys: Vec<Jwk>) -> Idp {
         .route(
             "/keys",
             get(|State(idp): State<Idp>| async move {
+                if idp.hanging.load(Ordering::SeqCst) {
+                    idp.hung.fetch_add(1, Ordering::SeqCst);
+                    std::future::pending::<()>().await;
+                }
                 if !idp.up.load(Ordering::SeqCst) {
                     return Err(AxumStatus::SERVICE_UNAVAILABLE);
                 }

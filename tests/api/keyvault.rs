@@ -94,11 +94,7 @@ async fn an_unreachable_vault_is_a_503_never_a_fallback() {
     let database_url = fresh_database(&admin_url()).await;
     let azure = FakeAzure::start(&json!({}));
     let mut vars = azure.vars(&database_url);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = unused_port();
     vars.insert(
         "AZURE_KEYVAULT_URL".into(),
         format!("https://localhost:{closed}"),

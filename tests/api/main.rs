@@ -5,6 +5,7 @@
 mod app_admin;
 mod applications;
 mod auth;
+mod children;
 mod config_writes;
 mod configs;
 mod cors;

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::children::{DiesWithTest, KillOnDrop};
 use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_amplifier-sessions");
@@ -30,7 +31,8 @@ fn command_for(
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(vars)
         .current_dir(cwd)
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .dies_with_test();
     cmd
 }
 
@@ -48,7 +50,7 @@ fn text(output: &Output) -> String {
 }
 
 pub(crate) struct Served {
-    child: Child,
+    child: KillOnDrop,
     base: String,
     output: Arc<Mutex<String>>,
     readers: Vec<std::thread::JoinHandle<()>>,
@@ -71,15 +73,15 @@ impl Served {
         vars.entry("LOG_LEVEL".into())
             .or_insert_with(|| "info".into());
         let cwd = tempfile::tempdir().unwrap();
-        let mut child = command_for(binary, &vars, cwd.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = KillOnDrop::spawn(
+            command_for(binary, &vars, cwd.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         let output = Arc::new(Mutex::new(String::new()));
         let readers = vec![
-            collect(child.stdout.take().unwrap(), output.clone()),
-            collect(child.stderr.take().unwrap(), output.clone()),
+            collect(child.0.stdout.take().unwrap(), output.clone()),
+            collect(child.0.stderr.take().unwrap(), output.clone()),
         ];
         let deadline = Instant::now() + Duration::from_secs(10);
         let port = loop {
@@ -112,12 +114,17 @@ impl Served {
         format!("{}{path}", self.base)
     }
 
-    /// Stops the process and returns everything it printed.
+    /// Everything it printed so far.
+    pub(crate) fn printed(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Stops the process (SIGTERM: a graceful shutdown) and returns
+    /// everything it printed. (Dropped without this, e.g. by a failed
+    /// assertion, the process is killed.)
     pub(crate) fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        self.child.wait().unwrap();
+        self.child.signal(libc::SIGTERM);
+        self.child.0.wait().unwrap();
         for reader in self.readers.drain(..) {
             reader.join().unwrap();
         }
@@ -222,6 +229,7 @@ async fn eight_processes_migrating_one_empty_database_all_succeed() {
                 .unwrap()
         })
         .collect();
+    // (Each dies with this test's thread should the test fail here.)
     for child in children {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "{}", text(&output));

@@ -431,6 +431,9 @@ def functionapp_deploy(opts):
         os.chmod(folder, 0o755)
     platform = load("platform.json")
     env = {"PATH": "/usr/bin:/bin", **load("app-settings.json"), **platform["env"]}
+    # scripts/test.sh's check for processes the tests left running.
+    if "AMPLIFIER_TEST_RUN" in os.environ:
+        env["AMPLIFIER_TEST_RUN"] = os.environ["AMPLIFIER_TEST_RUN"]
     hosts = path("hosts")
     with open("/etc/hosts") as f, open(hosts, "w") as out:
         out.write(f.read() + "\n" + "\n".join(platform["hosts"]) + "\n")
