@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The deployment, every step of it: what .github/workflows/deploy.yml runs
 # after `azure/login`, and what the deploy rehearsal (tests/deploy.rs) runs
-# against local stand-ins. Needs az, psql, python3, openssl, curl.
+# against local stand-ins. Needs az, psql, python3, openssl, curl (and,
+# unless PACKAGE is given, what scripts/package.sh needs).
 #
 #   1. build the package (scripts/package.sh) and unpack it: the migration
 #      runs the very binary that is deployed
@@ -13,8 +14,10 @@
 #   5. publish the package (One Deploy) and smoke-test /api/health
 #
 # Environment (required): RESOURCE_GROUP, DEPLOYER_OBJECT_ID (the deploying
-# principal's object id), DEPLOYER_NAME (its display name: its PostgreSQL
-# role), JWT_ISSUER, JWT_AUDIENCE.
+# principal's object id), DEPLOYER_NAME (its PostgreSQL role and the
+# server's Entra administrator name: a user's user principal name (UPN),
+# e.g. alice@contoso.com; a service principal's display name), JWT_ISSUER,
+# JWT_AUDIENCE.
 # Optional: PARAMETERS (default infra/parameters/production.parameters.json),
 # DEPLOYER_TYPE (ServicePrincipal), PACKAGE (a zip already built),
 # GENERATED_SECRETS (default admin-api-key; add jwt-secret-key for HS256),

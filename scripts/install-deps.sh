@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need and the machine lacks, from
 # Debian's packages: PostgreSQL server binaries, OpenSSL (headers for the
-# build, CLI for the TLS test certificates) and Chromium (docs page test).
+# build, CLI for the TLS test certificates), Chromium (docs page test) and
+# npm (Redocly's OpenAPI lint).
 # Needs root (or sudo); does nothing when everything is present.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ pkg-config --exists openssl 2>/dev/null || missing+=(pkg-config libssl-dev)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "install-deps: installing ${missing[*]}"

@@ -14,6 +14,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::api;
+use crate::auth;
 use crate::error::ApiError;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -50,7 +51,10 @@ impl Application {
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.http.max_body_bytes;
     let origins = state.settings.http.allowed_origins.clone();
-    let (api, _) = api::router();
+    let (mut api, _) = api::router();
+    if !state.settings.auth.required {
+        api = api.layer(axum::middleware::from_fn(auth::dev_user::explain_not_found));
+    }
     let router = api
         // The Functions host polls `/` until it answers; any response counts.
         .route("/", get(|| async { "amplifier-sessions" }))

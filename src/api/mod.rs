@@ -18,7 +18,7 @@ mod validate;
 
 use axum::Router;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as OpenApiDoc, PathItem};
+use utoipa::openapi::{OpenApi as OpenApiDoc, PathItem, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -33,7 +33,8 @@ use crate::state::AppState;
         description = "Sessions owned by users, shared with participants who hold roles, \
                        called by registered applications. Errors are RFC 9457 problem details."
     ),
-    modifiers(&SecuritySchemes),
+    servers((url = "/", description = "This service: every path starts with /api")),
+    modifiers(&SecuritySchemes, &ProblemSchemaByName),
     components(schemas(Problem), responses(Problem)),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -61,6 +62,23 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+    }
+}
+
+/// The shared `Problem` response names its schema rather than repeating it,
+/// so that generated clients get one `Problem` type.
+struct ProblemSchemaByName;
+
+impl Modify for ProblemSchemaByName {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        if let Some(RefOr::T(response)) = components.responses.get_mut("Problem") {
+            for content in response.content.values_mut() {
+                if let RefOr::T(content) = content {
+                    content.schema = Some(RefOr::Ref(Ref::from_schema_name("Problem")));
+                }
+            }
+        }
     }
 }
 

@@ -38,7 +38,10 @@ impl AppId {
 /// Text PostgreSQL can store and that says something: no NUL character
 /// (text columns and JSONB refuse it) and not only spaces, tabs or line
 /// breaks. "Blank" is defined by those four ASCII characters so that every
-/// JSON Schema regex engine agrees with this check (see `pattern`s below).
+/// JSON Schema regex engine agrees with this check. The schemas say the
+/// same as `^[ \t\r\n]*[^\u0000 \t\r\n][^\u0000]*$`: blanks, then one
+/// character that is neither blank nor NUL, then anything but NUL (one
+/// way to match, so a validator's work stays linear).
 fn check_text(value: &str) -> Result<(), String> {
     if value.contains('\0') {
         return Err("must not contain the NUL character".to_owned());
@@ -55,7 +58,7 @@ fn check_text(value: &str) -> Result<(), String> {
 /// A display name: 1 to 255 characters (the column is VARCHAR(255)), not blank.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String")]
-#[schema(value_type = String, min_length = 1, max_length = 255, pattern = "[^ \\t\\r\\n]")]
+#[schema(value_type = String, min_length = 1, max_length = 255, pattern = "^[ \\t\\r\\n]*[^\\u0000 \\t\\r\\n][^\\u0000]*$")]
 pub struct Name(String);
 
 impl TryFrom<String> for Name {
@@ -78,7 +81,7 @@ impl Name {
 /// Free text (a config's description): anything PostgreSQL can store.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String")]
-#[schema(value_type = String)]
+#[schema(value_type = String, pattern = "^[^\\u0000]*$")]
 pub struct Text(String);
 
 impl TryFrom<String> for Text {
@@ -214,7 +217,7 @@ impl Serialize for Message {
 /// Non-empty text that parses as YAML.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String")]
-#[schema(value_type = String, min_length = 1, pattern = "[^ \\t\\r\\n]", example = "model: gpt\n")]
+#[schema(value_type = String, min_length = 1, pattern = "^[ \\t\\r\\n]*[^\\u0000 \\t\\r\\n][^\\u0000]*$", example = "model: gpt\n")]
 pub struct YamlText(String);
 
 impl TryFrom<String> for YamlText {

@@ -196,6 +196,38 @@ async fn without_auth_required_missing_credentials_act_as_the_dev_app_and_user()
     assert_eq!(session["owner_user_id"], DEV_USER_ID.to_string());
     assert_eq!(session["created_by_app_id"], DEV_APP_ID);
 
+    // Another user's session, asked for without a token: the 404 says the
+    // call acted as the development user.
+    let other = Uuid::new_v4();
+    let theirs = expect_status(
+        app.post("/api/sessions")
+            .bearer_auth(app.token(other))
+            .json(&json!({"config_id": config["config_id"]}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let path = format!("/api/sessions/{}", theirs["session_id"].as_str().unwrap());
+    let detail = expect_problem(app.get(&path).send().await.unwrap(), StatusCode::NOT_FOUND).await;
+    assert!(
+        detail.contains("acted as the development user")
+            && detail.contains(&DEV_USER_ID.to_string()),
+        "{detail}"
+    );
+    // With a token, a 404 is a plain 404.
+    let detail = expect_problem(
+        app.get(&path)
+            .bearer_auth(app.token(Uuid::new_v4()))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert!(!detail.contains("development user"), "{detail}");
+
     // Credentials that are supplied are still verified.
     let response = app
         .post("/api/configs")

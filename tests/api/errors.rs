@@ -20,6 +20,31 @@ async fn malformed_json_is_400() {
     assert!(detail.contains("JSON"), "{detail}");
 }
 
+/// A bare array where an object is expected: the answer shows the
+/// object's shape, not serde's view of the array as the struct's fields.
+#[tokio::test]
+async fn an_array_for_an_object_is_a_422_showing_the_shape() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let response = app
+        .as_user(
+            app.post(&format!("/api/sessions/{}/messages", f.session_id)),
+            &f.key,
+            f.owner,
+        )
+        .json(&json!([{"role": "user", "content": "hi"}]))
+        .send()
+        .await
+        .unwrap();
+    let detail = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(detail.contains(r#"{"messages": …}"#), "{detail}");
+    assert_eq!(
+        app.scalar::<i64>("SELECT count(*) FROM session_messages", &[])
+            .await,
+        0
+    );
+}
+
 #[tokio::test]
 async fn invalid_utf8_is_400() {
     let app = spawn_app().await;
