@@ -8,6 +8,7 @@ pub mod refresh;
 pub mod roles;
 pub mod search;
 pub mod secrets;
+pub mod serve;
 pub mod settings;
 pub mod startup;
 pub mod state;

@@ -16,13 +16,15 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::api;
 use crate::auth;
 use crate::error::ApiError;
-use crate::settings::Settings;
+use crate::serve;
+use crate::settings::{HttpSettings, Settings};
 use crate::state::AppState;
 use crate::telemetry;
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    http: HttpSettings,
 }
 
 impl Application {
@@ -31,9 +33,14 @@ impl Application {
     pub async fn bind(settings: Settings) -> std::io::Result<Self> {
         let addr = SocketAddr::new(settings.http.host, settings.http.port);
         let listener = TcpListener::bind(addr).await?;
+        let http = settings.http.clone();
         let state = AppState::new(settings).map_err(std::io::Error::other)?;
         let router = router(state);
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            http,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -42,9 +49,7 @@ impl Application {
 
     /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        serve::serve(self.listener, self.router, &self.http, shutdown_signal()).await
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::known_keys::KnownKeys;
 use crate::auth::token::TokenVerifier;
 use crate::db::Database;
 use crate::db::entra::EntraPassword;
@@ -16,6 +17,8 @@ pub struct AppState {
     pub secrets: Arc<Secrets>,
     /// User tokens (with RS256, the identity provider's keys).
     pub tokens: Arc<TokenVerifier>,
+    /// Application keys lately found valid (see `auth::known_keys`).
+    pub known_keys: Arc<KnownKeys>,
 }
 
 impl AppState {
@@ -40,6 +43,7 @@ impl AppState {
             ))),
         };
         Ok(Self {
+            known_keys: Arc::default(),
             tokens: Arc::new(TokenVerifier::new(&settings.auth, settings.fetch_timeout)),
             db: Arc::new(Database::new(
                 settings.database.clone(),

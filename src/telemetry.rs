@@ -1,11 +1,17 @@
 //! Logging to stdout, which the Functions host forwards to Application
 //! Insights, and the one log line every request gets.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogFormat;
@@ -37,9 +43,11 @@ pub fn filter(log_level: &str) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// One line per request: method, route template (never the path itself,
-/// which holds ids and cursors), status, latency, and the Functions
-/// invocation id when the host sent one, to join with the host's lines.
+/// One line per request, written when its response has been sent (or has
+/// failed): method, route template (never the path itself, which holds
+/// ids and cursors), status, the time until the last byte, the body bytes
+/// sent, whether the body was sent whole, and the Functions invocation id
+/// when the host sent one, to join with the host's lines.
 pub async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
@@ -54,14 +62,108 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .unwrap_or_default()
         .to_owned();
     let response = next.run(request).await;
-    tracing::info!(
-        target: "request",
-        method = %method,
+    let line = RequestLine {
+        started,
+        method,
         route,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        status: response.status().as_u16(),
         invocation_id,
-        "request"
-    );
-    response
+    };
+    response.map(|body| Body::new(LoggedBody::new(body, line)))
+}
+
+/// What the request's line says, besides what its body adds.
+struct RequestLine {
+    started: Instant,
+    method: Method,
+    route: String,
+    status: u16,
+    invocation_id: String,
+}
+
+impl RequestLine {
+    fn write(&self, bytes: u64, outcome: &str) {
+        tracing::info!(
+            target: "request",
+            method = %self.method,
+            route = self.route,
+            status = self.status,
+            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            bytes,
+            outcome,
+            invocation_id = self.invocation_id,
+            "request"
+        );
+    }
+}
+
+pin_project! {
+    /// A response body that counts what it yields and writes the request's
+    /// line when it ends: `complete`, `failed` (the body itself failed), or
+    /// `aborted` (dropped before its end: the client went away or stopped
+    /// reading).
+    struct LoggedBody {
+        #[pin]
+        inner: Body,
+        bytes: u64,
+        line: Option<RequestLine>,
+    }
+
+    impl PinnedDrop for LoggedBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(line) = this.line.take() {
+                let outcome = if this.inner.is_end_stream() { "complete" } else { "aborted" };
+                line.write(*this.bytes, outcome);
+            }
+        }
+    }
+}
+
+impl LoggedBody {
+    fn new(inner: Body, line: RequestLine) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            line: Some(line),
+        }
+    }
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                *this.bytes += frame.data_ref().map_or(0, |data| data.len() as u64);
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(line) = this.line.take() {
+                    line.write(*this.bytes, "failed");
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(line) = this.line.take() {
+                    line.write(*this.bytes, "complete");
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

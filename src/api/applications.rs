@@ -176,10 +176,13 @@ pub async fn update(
         is_active: body.is_active,
         settings: settings.as_ref(),
     };
-    applications::update(&client, &app_id, &changes)
+    let updated = applications::update(&client, &app_id, &changes)
         .await?
-        .map(Json)
-        .ok_or_else(|| not_found(&app_id))
+        .ok_or_else(|| not_found(&app_id))?;
+    if body.is_active == Some(false) {
+        state.known_keys.forget_all();
+    }
+    Ok(Json(updated))
 }
 
 /// Issues a new key; the old one is refused from this moment.
@@ -203,6 +206,7 @@ pub async fn rotate_key(
     let app = applications::rotate_key(&client, &app_id, &key_hash)
         .await?
         .ok_or_else(|| not_found(&app_id))?;
+    state.known_keys.forget_all();
     tracing::info!(app_id = %app.app_id, "application key rotated");
     Ok(Json(ApplicationWithKey::new(app, key)))
 }
@@ -225,6 +229,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let client = state.db.client().await?;
     if applications::delete(&client, &app_id).await? {
+        state.known_keys.forget_all();
         tracing::info!(%app_id, "application deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

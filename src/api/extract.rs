@@ -6,6 +6,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
+use tower_http::timeout::TimeoutError;
 use utoipa::PartialSchema;
 use utoipa::openapi::{RefOr, Schema};
 
@@ -33,6 +34,10 @@ where
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge("the body exceeds the size limit".to_owned())
+                } else if caused_by::<TimeoutError>(&rejection) {
+                    ApiError::RequestTimeout(
+                        "the request body stopped arriving (HTTP_BODY_TIMEOUT_MS)".to_owned(),
+                    )
                 } else {
                     ApiError::BadRequest(rejection.body_text())
                 }
@@ -48,6 +53,18 @@ where
         let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(Self(value))
     }
+}
+
+/// Whether an `E` is somewhere in `error`'s chain of sources.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<E>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// `application/json`, or a `+json` type, as axum's `Json` accepts.

@@ -7,7 +7,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::GenericClient;
-use futures_util::StreamExt;
+use futures_util::future::Either;
+use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -291,7 +292,7 @@ pub async fn export(
     let through = session.last_seq;
     let first = ndjson_line(&session);
     // Pages after the first line: (last seq sent, done).
-    let pages = futures_util::stream::unfold((0, false), move |(after, done)| {
+    let pages = stream::unfold((0, false), move |(after, done)| {
         let state = state.clone();
         async move {
             if done || after >= through {
@@ -311,8 +312,7 @@ pub async fn export(
                 )),
                 Ok(page) => {
                     let last = page.last().map_or(after, |m| m.seq);
-                    let lines: Vec<u8> = page.iter().flat_map(ndjson_line).collect();
-                    Some((Ok(lines), (last, false)))
+                    Some((Ok(page), (last, false)))
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "export stopped");
@@ -321,7 +321,13 @@ pub async fn export(
             }
         }
     });
-    let body = futures_util::stream::once(async move { Ok(first) }).chain(pages);
+    // One frame per message, written as the client takes it: a reader
+    // that stops holds the page's rows and one line, not the page's text.
+    let lines = pages.flat_map(|page| match page {
+        Ok(rows) => Either::Left(stream::iter(rows.into_iter().map(|m| Ok(ndjson_line(&m))))),
+        Err(e) => Either::Right(stream::once(std::future::ready(Err(e)))),
+    });
+    let body = stream::once(async move { Ok(first) }).chain(lines);
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(body),

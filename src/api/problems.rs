@@ -38,7 +38,7 @@ problems!(
     TargetProblems: 400, 404
 );
 problems!(
-    /// A JSON body: malformed (400), over `MAX_BODY_BYTES` (413), not JSON
-    /// (415), or a field that is invalid (422).
-    BodyProblems: 400, 413, 415, 422
+    /// A JSON body: malformed (400), stalled (408), over `MAX_BODY_BYTES`
+    /// (413), not JSON (415), or a field that is invalid (422).
+    BodyProblems: 400, 408, 413, 415, 422
 );

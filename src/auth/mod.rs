@@ -10,6 +10,7 @@
 
 pub mod api_key;
 pub mod dev_user;
+pub mod known_keys;
 pub mod token;
 
 use axum::extract::FromRequestParts;
@@ -160,9 +161,17 @@ impl FromRequestParts<AppState> for AppCaller {
                     .to_owned(),
             ));
         }
-        Ok(AppCaller {
-            key: AppKey::of(key),
-        })
+        let key = AppKey::of(key);
+        // Refused before the body is read (extractors of the head run
+        // first): a key this instance has not seen valid lately is looked
+        // up once.
+        if let Some(hash) = key.hash()
+            && !state.known_keys.contains(hash)
+        {
+            check_key(state, &key).await?;
+            state.known_keys.insert(hash);
+        }
+        Ok(AppCaller { key })
     }
 }
 

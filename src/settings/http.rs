@@ -2,6 +2,7 @@
 //! which browser origins may call the API.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use super::{Environment, SettingsError, Vars};
 
@@ -19,6 +20,16 @@ pub struct HttpSettings {
     /// sends them in `Origin`. Empty: no CORS headers at all, which is right
     /// in Azure, where the platform answers CORS itself.
     pub allowed_origins: Vec<String>,
+    /// How long a client may take to send a request's head
+    /// (`HTTP_HEADER_TIMEOUT_MS`); then the connection is closed.
+    pub header_timeout: Duration,
+    /// How long a request body may stall between two reads
+    /// (`HTTP_BODY_TIMEOUT_MS`); then the request is a 408.
+    pub body_timeout: Duration,
+    /// How long a response may wait for the client to take more bytes
+    /// (`HTTP_WRITE_TIMEOUT_MS`); then the connection is closed, so a
+    /// stalled reader holds at most the socket's buffers.
+    pub write_timeout: Duration,
 }
 
 pub(super) fn from_vars(
@@ -35,7 +46,18 @@ pub(super) fn from_vars(
         port: vars.parse_or("FUNCTIONS_CUSTOMHANDLER_PORT", 7071)?,
         max_body_bytes: vars.parse_or("MAX_BODY_BYTES", 1024 * 1024)?,
         allowed_origins: parse_origins(origins)?,
+        header_timeout: millis(vars, "HTTP_HEADER_TIMEOUT_MS", 10_000)?,
+        body_timeout: millis(vars, "HTTP_BODY_TIMEOUT_MS", 10_000)?,
+        write_timeout: millis(vars, "HTTP_WRITE_TIMEOUT_MS", 30_000)?,
     })
+}
+
+/// A positive number of milliseconds.
+fn millis(vars: &Vars<'_>, name: &'static str, default: u64) -> Result<Duration, SettingsError> {
+    match vars.parse_or(name, default)? {
+        0 => Err(SettingsError::new(name, "must be more than 0")),
+        ms => Ok(Duration::from_millis(ms)),
+    }
 }
 
 /// A comma-separated list of `scheme://host[:port]`; a browser's `Origin`

@@ -12,6 +12,7 @@ mod cors;
 mod docs;
 mod drills;
 mod errors;
+mod exhaustion;
 mod fake_azure;
 mod faults;
 mod functions;

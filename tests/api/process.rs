@@ -439,6 +439,7 @@ async fn every_request_is_one_json_log_line_with_the_invocation_id() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    let body = response.bytes().await.unwrap();
     let printed = served.stop();
     let lines: Vec<serde_json::Value> = printed
         .lines()
@@ -455,5 +456,8 @@ async fn every_request_is_one_json_log_line_with_the_invocation_id() {
         "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
     );
     assert!(line["latency_ms"].as_f64().unwrap() > 0.0);
+    // Written once the body was sent: its size and that it went whole.
+    assert_eq!(line["outcome"], "complete");
+    assert_eq!(line["bytes"], body.len());
     assert!(!printed.contains(&f.session_id), "no ids from the path");
 }

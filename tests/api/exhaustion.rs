@@ -1,0 +1,172 @@
+//! No caller can hold the service: deadlines on request heads, stalled
+//! bodies and stalled readers, and work refused before it is done. Each
+//! test speaks raw HTTP/1.1 over TCP, as a hostile client would, and waits
+//! for what the server does (bounded at 30 s: a bound for a hang, not a
+//! measure of speed).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::helpers::*;
+use crate::process::Served;
+
+const HANG: Duration = Duration::from_secs(30);
+
+async fn connect(address: &str) -> TcpStream {
+    let addr: std::net::SocketAddr = address.trim_start_matches("http://").parse().unwrap();
+    TcpStream::connect(addr).await.unwrap()
+}
+
+/// Everything the server sends until it closes the connection.
+async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    tokio::time::timeout(HANG, stream.read_to_end(&mut received))
+        .await
+        .expect("the server kept the connection open")
+        .unwrap_or_default();
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// A head that announces 1 MiB of YAML and a key that is no key: the 401
+/// comes without the body ever being sent, so its cost cannot depend on it.
+#[tokio::test]
+async fn an_unknown_key_is_refused_before_the_body_is_read() {
+    let app = spawn_app().await;
+    for path in ["/api/configs", "/api/sessions"] {
+        let mut stream = connect(&app.address).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nX-API-Key: amp_not_a_real_key\r\n\
+             Authorization: Bearer x.y.z\r\nContent-Type: application/json\r\n\
+             Content-Length: 1048576\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 4096];
+        let n = tokio::time::timeout(HANG, stream.read(&mut answer))
+            .await
+            .expect("no answer without the body: the server waited for it")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+    }
+}
+
+/// A client that never finishes its request head is disconnected.
+#[tokio::test]
+async fn an_unfinished_request_head_is_disconnected() {
+    let app = spawn_app_with(&[("HTTP_HEADER_TIMEOUT_MS", "300")]).await;
+    let mut stream = connect(&app.address).await;
+    stream
+        .write_all(b"POST /api/configs HTTP/1.1\r\nHost: test\r\nX-Api-")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream).await;
+    assert!(!answer.contains("HTTP/1.1 2"), "{answer}");
+}
+
+/// A body that stops arriving is a 408 problem, and nothing is written.
+#[tokio::test]
+async fn a_stalled_request_body_is_a_408() {
+    let app = spawn_app_with(&[("HTTP_BODY_TIMEOUT_MS", "300")]).await;
+    let key = app.create_application("stalling-app").await;
+    app.create_config(&key).await; // the key is now known to be valid
+    let mut stream = connect(&app.address).await;
+    let head = format!(
+        "POST /api/configs HTTP/1.1\r\nHost: test\r\nX-API-Key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\": "
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("HTTP_BODY_TIMEOUT_MS"), "{answer}");
+    assert_eq!(app.count_rows("configs", None).await, 1, "only the first");
+}
+
+/// A client that stops reading an export is disconnected once a write has
+/// waited `HTTP_WRITE_TIMEOUT_MS`, and the request's log line says how many
+/// bytes it took: one line per request, written when the body ended.
+#[tokio::test]
+async fn a_stalled_reader_is_disconnected_and_logged_with_the_bytes_it_took() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    // About 8 MiB of transcript: more than the socket buffers hold.
+    let text = "x".repeat(1000 * 1024);
+    for _ in 0..8 {
+        let response = app
+            .as_user(
+                app.post(&format!("/api/sessions/{}/messages", f.session_id)),
+                &f.key,
+                f.owner,
+            )
+            .json(&json!({"messages": [{"text": text}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let mut vars = base_vars(&app.database_url);
+    vars.insert("LOG_FORMAT".into(), "json".into());
+    vars.insert("HTTP_WRITE_TIMEOUT_MS".into(), "300".into());
+    let served = Served::start(vars).await;
+    let token = app.token(f.owner);
+    let export = format!(
+        "GET /api/sessions/{}/export HTTP/1.1\r\nHost: test\r\nX-API-Key: {}\r\n\
+         Authorization: Bearer {token}\r\n\r\n",
+        f.session_id, f.key
+    );
+
+    // A reader that takes everything: one line, complete, every byte.
+    let whole = reqwest::Client::new()
+        .get(served.url(&format!("/api/sessions/{}/export", f.session_id)))
+        .header("X-API-Key", &f.key)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len() as u64;
+    assert!(whole > 8_000_000);
+
+    // A reader with a small window that takes 2 KiB and stops.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8192).unwrap();
+    let addr: std::net::SocketAddr = served
+        .url("")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream.write_all(export.as_bytes()).await.unwrap();
+    let mut first = vec![0; 2048];
+    stream.read_exact(&mut first).await.unwrap();
+    let lines = |printed: String| -> Vec<Value> {
+        printed
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| {
+                l["message"] == "request" && l["route"].as_str().unwrap().ends_with("/export")
+            })
+            .collect()
+    };
+    wait_for("the stalled export is logged", || async {
+        lines(served.printed()).len() == 2
+    })
+    .await;
+    let logged = lines(served.stop());
+    assert_eq!(logged[0]["outcome"], "complete");
+    assert_eq!(logged[0]["bytes"], whole);
+    assert_eq!(logged[1]["outcome"], "aborted");
+    assert_eq!(logged[1]["status"], 200);
+    assert!(
+        logged[1]["bytes"].as_u64().unwrap() < whole,
+        "{}",
+        logged[1]
+    );
+    drop(stream);
+}
