@@ -189,6 +189,13 @@ impl From<DbError> for ApiError {
                     "what this request refers to was deleted while it ran".to_owned(),
                 )
             }
+            DbError::Cancelled(cause) => {
+                tracing::warn!(%cause, "statement cancelled");
+                ApiError::Unavailable(
+                    "the database did not finish this request in time and it changed nothing; retry shortly"
+                        .to_owned(),
+                )
+            }
             DbError::KeyRefused(refusal) => crate::auth::key_refused(refusal),
             DbError::LastOwner => {
                 ApiError::Conflict("a session must keep at least one owner".to_owned())

@@ -16,6 +16,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::api;
 use crate::auth;
 use crate::error::ApiError;
+use crate::limits;
 use crate::serve;
 use crate::settings::{HttpSettings, Settings};
 use crate::state::AppState;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".to_owned()).into_response()
         }))
+        .layer(axum::middleware::from_fn(limits::abandoned::watch))
         .layer(axum::middleware::from_fn(telemetry::log_request))
         .with_state(state);
     match cors(&origins) {

@@ -85,7 +85,7 @@ pub async fn create(
     let client = state.db.client().await?;
     let settings = body.settings.to_value();
     let app = applications::insert(
-        &client,
+        &*client,
         body.app_id.as_str(),
         body.app_name.as_str(),
         &key_hash,
@@ -120,7 +120,7 @@ pub async fn list(
 ) -> Result<Json<ApplicationList>, ApiError> {
     let client = state.db.client().await?;
     Ok(Json(ApplicationList {
-        applications: applications::list(&client).await?,
+        applications: applications::list(&*client).await?,
     }))
 }
 
@@ -140,7 +140,7 @@ pub async fn get(
     PathParams(app_id): PathParams<String>,
 ) -> Result<Json<Application>, ApiError> {
     let client = state.db.client().await?;
-    applications::get(&client, &app_id)
+    applications::get(&*client, &app_id)
         .await?
         .map(Json)
         .ok_or_else(|| not_found(&app_id))
@@ -176,7 +176,7 @@ pub async fn update(
         is_active: body.is_active,
         settings: settings.as_ref(),
     };
-    let updated = applications::update(&client, &app_id, &changes)
+    let updated = applications::update(&*client, &app_id, &changes)
         .await?
         .ok_or_else(|| not_found(&app_id))?;
     if body.is_active == Some(false) {
@@ -203,7 +203,7 @@ pub async fn rotate_key(
 ) -> Result<Json<ApplicationWithKey>, ApiError> {
     let (key, key_hash) = api_key::generate();
     let client = state.db.client().await?;
-    let app = applications::rotate_key(&client, &app_id, &key_hash)
+    let app = applications::rotate_key(&*client, &app_id, &key_hash)
         .await?
         .ok_or_else(|| not_found(&app_id))?;
     state.known_keys.forget_all();
@@ -228,7 +228,7 @@ pub async fn delete(
     PathParams(app_id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     let client = state.db.client().await?;
-    if applications::delete(&client, &app_id).await? {
+    if applications::delete(&*client, &app_id).await? {
         state.known_keys.forget_all();
         tracing::info!(%app_id, "application deleted");
         Ok(StatusCode::NO_CONTENT)

@@ -94,7 +94,7 @@ pub async fn create(
     let tags = body.tags.to_value();
     let client = state.db.client().await?;
     let config = configs::insert(
-        &client,
+        &*client,
         caller.key.hash(),
         &NewConfig {
             name: body.name.as_str(),
@@ -125,7 +125,7 @@ pub async fn list(
     let limit = cursor::limit(query.limit)?;
     let after: Option<ConfigsAfter> = query.cursor.as_deref().map(cursor::decode).transpose()?;
     let client = state.db.client().await?;
-    let rows = configs::list(&client, caller.key.hash(), after.as_ref(), limit + 1).await?;
+    let rows = configs::list(&*client, caller.key.hash(), after.as_ref(), limit + 1).await?;
     let (configs, next_cursor) = cursor::page(rows, limit, cursor::MAX_PAGE_BYTES, |c: &Config| {
         ConfigsAfter {
             created_at: c.created_at,
@@ -154,7 +154,7 @@ pub async fn get(
     PathParams(config_id): PathParams<Uuid>,
 ) -> Result<Json<Config>, ApiError> {
     let client = state.db.client().await?;
-    configs::get(&client, caller.key.hash(), config_id)
+    configs::get(&*client, caller.key.hash(), config_id)
         .await?
         .map(Json)
         .ok_or_else(|| not_found(config_id))
@@ -198,7 +198,7 @@ pub async fn update(
         tags: tags.as_ref(),
     };
     let client = state.db.client().await?;
-    let write = configs::update(&client, config_id, caller.writer(), &changes).await?;
+    let write = configs::update(&*client, config_id, caller.writer(), &changes).await?;
     settle(write, config_id).map(Json)
 }
 
@@ -218,6 +218,6 @@ pub async fn delete(
     PathParams(config_id): PathParams<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let client = state.db.client().await?;
-    let write = configs::delete(&client, config_id, caller.writer()).await?;
+    let write = configs::delete(&*client, config_id, caller.writer()).await?;
     settle(write, config_id).map(|()| StatusCode::NO_CONTENT)
 }

@@ -147,7 +147,7 @@ pub async fn append(
     }
     let mut client = state.db.client().await?;
     let response = match key {
-        None => append_in(&client, &state, &caller, session_id, &body).await?,
+        None => append_in(&*client, &state, &caller, session_id, &body).await?,
         Some(key) => {
             let route = format!("POST /api/sessions/{session_id}/messages");
             let hash = idempotency::request_hash(&route, caller.user_id, &body);
@@ -237,7 +237,7 @@ pub async fn list(
     };
     let client = state.db.client().await?;
     let mut messages = messages::page(
-        &client,
+        &*client,
         caller.key.hash(),
         session_id,
         caller.user_id,
@@ -285,7 +285,7 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     let session = {
         let client = state.db.client().await?;
-        sessions::for_export(&client, caller.key.hash(), session_id, caller.user_id)
+        sessions::for_export(&*client, caller.key.hash(), session_id, caller.user_id)
             .await?
             .ok_or_else(|| not_found(session_id))?
     };
@@ -300,7 +300,7 @@ pub async fn export(
             }
             let page = async {
                 let client = state.db.client().await?;
-                messages::export_page(&client, session_id, after, through, EXPORT_PAGE).await
+                messages::export_page(&*client, session_id, after, through, EXPORT_PAGE).await
             }
             .await;
             match page {

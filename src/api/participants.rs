@@ -68,7 +68,7 @@ pub async fn add(
     let permitted = roles::roles_permitted(action);
     let client = state.db.client().await?;
     let outcome = participants::add(
-        &client,
+        &*client,
         caller.key.hash(),
         session_id,
         caller.user_id,
@@ -110,7 +110,7 @@ pub async fn list(
     PathParams(session_id): PathParams<Uuid>,
 ) -> Result<Json<ParticipantList>, ApiError> {
     let client = state.db.client().await?;
-    let participants = participants::list(&client, caller.key.hash(), session_id, caller.user_id)
+    let participants = participants::list(&*client, caller.key.hash(), session_id, caller.user_id)
         .await?
         .ok_or_else(|| super::sessions::not_found(session_id))?;
     Ok(Json(ParticipantList {
@@ -144,7 +144,7 @@ pub async fn update(
     let permitted = roles::roles_permitted(Action::ChangeRole);
     let client = state.db.client().await?;
     let outcome = participants::update_role(
-        &client,
+        &*client,
         caller.key.hash(),
         session_id,
         caller.user_id,
@@ -186,7 +186,7 @@ pub async fn remove(
     let permitted = roles::roles_permitted(Action::RemoveParticipant);
     let client = state.db.client().await?;
     let outcome = participants::remove(
-        &client,
+        &*client,
         caller.key.hash(),
         session_id,
         caller.user_id,

@@ -161,7 +161,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let mut client = state.db.client().await?;
     let response = match key {
-        None => create_in(&client, &caller, &body).await?,
+        None => create_in(&*client, &caller, &body).await?,
         Some(key) => {
             let hash = idempotency::request_hash("POST /api/sessions", caller.user_id, &body);
             idempotency::run_once(&mut client, caller.key.hash(), &key, &hash, async |tx| {
@@ -191,7 +191,7 @@ pub async fn get(
     PathParams(session_id): PathParams<Uuid>,
 ) -> Result<Json<SessionView>, ApiError> {
     let client = state.db.client().await?;
-    sessions::read(&client, caller.key.hash(), session_id, caller.user_id)
+    sessions::read(&*client, caller.key.hash(), session_id, caller.user_id)
         .await?
         .map(Json)
         .ok_or_else(|| not_found(session_id))
@@ -230,7 +230,7 @@ pub async fn update(
     let permitted = roles::roles_permitted(Action::Update);
     let client = state.db.client().await?;
     let outcome = sessions::update(
-        &client,
+        &*client,
         caller.key.hash(),
         session_id,
         caller.user_id,
@@ -259,7 +259,7 @@ pub async fn delete(
     let permitted = roles::roles_permitted(Action::Delete);
     let client = state.db.client().await?;
     let outcome = sessions::delete(
-        &client,
+        &*client,
         caller.key.hash(),
         session_id,
         caller.user_id,
@@ -339,7 +339,7 @@ pub async fn fork(
     }
     let mut client = state.db.client().await?;
     let response = match key {
-        None => fork_in(&client, &caller, session_id, &body).await?,
+        None => fork_in(&*client, &caller, session_id, &body).await?,
         Some(key) => {
             let route = format!("POST /api/sessions/{session_id}/fork");
             let hash = idempotency::request_hash(&route, caller.user_id, &body);

@@ -112,7 +112,7 @@ pub async fn sessions(
     };
     let client = state.db.client().await?;
     let rows = participants::sessions_of_user(
-        &client,
+        &*client,
         caller.key.hash(),
         user_id,
         after.as_ref(),

@@ -116,7 +116,7 @@ async fn is_admin_key(state: &AppState, key: &str) -> Result<bool, ApiError> {
 /// error anyway (so the error tells the right story), never on success.
 async fn check_key(state: &AppState, key: &AppKey) -> Result<(), ApiError> {
     let client = state.db.client().await?;
-    applications::check_key(&client, key.hash()).await?;
+    applications::check_key(&*client, key.hash()).await?;
     Ok(())
 }
 

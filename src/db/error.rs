@@ -53,6 +53,10 @@ pub enum DbError {
     /// it may not be deleted or change its content (migration V9).
     #[error("the config is used by {0} sessions of other applications")]
     ConfigShared(i64),
+    /// A statement was cancelled: it ran past `DATABASE_STATEMENT_TIMEOUT_MS`
+    /// (SQLSTATE 57014).
+    #[error("statement cancelled: {0}")]
+    Cancelled(String),
     #[error("database error: {0}")]
     Other(String),
 }
@@ -78,6 +82,9 @@ impl From<tokio_postgres::Error> for DbError {
         }
         if code.code() == CONFIG_SHARED_SQLSTATE {
             return Self::ConfigShared(db.detail().and_then(|d| d.parse().ok()).unwrap_or(1));
+        }
+        if *code == SqlState::QUERY_CANCELED {
+            return Self::Cancelled(message);
         }
         if *code == SqlState::FOREIGN_KEY_VIOLATION {
             return Self::Vanished(message);

@@ -11,6 +11,7 @@ pub mod messages;
 pub mod migrate;
 pub mod participants;
 mod pool;
+pub mod pooled;
 pub mod sessions;
 pub mod tls;
 

@@ -13,6 +13,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{NoTls, Socket};
 
 use super::entra::{EntraConnect, EntraPassword};
+use super::pooled::{CancelTls, Pooled};
 use super::{DbError, migrate};
 use crate::secrets::{Resolved, Secrets};
 use crate::settings::DatabaseSettings;
@@ -27,8 +28,9 @@ pub struct Database {
     secrets: Arc<Secrets>,
     /// Set for `DATABASE_AUTH=entra`: the token used as the password.
     entra: Option<Arc<EntraPassword>>,
-    /// The pool and the database settings it was built from.
-    pool: RwLock<Option<(Pool, tokio_postgres::Config)>>,
+    /// The pool, the database settings it was built from, and how its
+    /// connections' statements are cancelled.
+    pool: RwLock<Option<(Pool, tokio_postgres::Config, CancelTls)>>,
     /// Whether the warm-up (`DATABASE_POOL_MIN_SIZE`) has begun.
     warming: AtomicBool,
 }
@@ -54,20 +56,22 @@ impl Database {
     }
 
     /// A pooled connection, waiting at most the pool timeout in total
-    /// (building the pool included) so callers never hang.
-    pub async fn client(&self) -> Result<Object, DbError> {
+    /// (building the pool included) so callers never hang; the work done
+    /// through it is bounded too (`pooled`).
+    pub async fn client(&self) -> Result<Pooled, DbError> {
         let timeout = self.settings.pool_timeout;
-        tokio::time::timeout(timeout, self.client_with_rotation())
+        let (object, tls) = tokio::time::timeout(timeout, self.client_with_rotation())
             .await
-            .map_err(|_| DbError::Unavailable(format!("no connection within {timeout:?}")))?
+            .map_err(|_| DbError::Unavailable(format!("no connection within {timeout:?}")))??;
+        Ok(Pooled::new(object, tls, self.settings.statement_timeout))
     }
 
-    async fn client_with_rotation(&self) -> Result<Object, DbError> {
+    async fn client_with_rotation(&self) -> Result<(Object, CancelTls), DbError> {
         if let Some(entra) = &self.entra {
             entra.ensure_fresh().await?;
         }
         let resolved = self.secrets.get().await?;
-        let pool = match self.pool(&resolved).await {
+        let (pool, tls) = match self.pool(&resolved).await {
             Err(DbError::PasswordRejected(_)) if self.can_rotate() => {
                 return self.rotate(&resolved).await;
             }
@@ -75,7 +79,7 @@ impl Database {
         };
         let client = match pool.get().await.map_err(DbError::from) {
             Err(DbError::PasswordRejected(_)) if self.can_rotate() => {
-                self.rotate(&resolved).await?
+                return self.rotate(&resolved).await;
             }
             other => other?,
         };
@@ -84,12 +88,12 @@ impl Database {
         if !self.warming.swap(true, Ordering::Relaxed) {
             warm_up(pool, self.settings.pool_min_size.saturating_sub(1));
         }
-        Ok(client)
+        Ok((client, tls))
     }
 
     /// Fetches the password again after the one `seen` was rejected (a new
     /// Entra token, or the secrets from Key Vault), and tries once more.
-    async fn rotate(&self, seen: &Arc<Resolved>) -> Result<Object, DbError> {
+    async fn rotate(&self, seen: &Arc<Resolved>) -> Result<(Object, CancelTls), DbError> {
         tracing::warn!("the database rejected the password; fetching it again");
         if let Some(entra) = &self.entra {
             entra.invalidate();
@@ -100,29 +104,32 @@ impl Database {
         } else {
             seen.clone()
         };
-        Ok(self.pool(&resolved).await?.get().await?)
+        let (pool, tls) = self.pool(&resolved).await?;
+        Ok((pool.get().await?, tls))
     }
 
     /// The pool for the database `resolved` names: built on first use, and
     /// again when refreshed secrets name another database or password (the
     /// old pool is closed, which also ends its background work).
-    async fn pool(&self, resolved: &Resolved) -> Result<Pool, DbError> {
-        if let Some((pool, database)) = self.pool.read().await.as_ref()
+    async fn pool(&self, resolved: &Resolved) -> Result<(Pool, CancelTls), DbError> {
+        if let Some((pool, database, tls)) = self.pool.read().await.as_ref()
             && *database == resolved.database
         {
-            return Ok(pool.clone());
+            return Ok((pool.clone(), tls.clone()));
         }
         let mut slot = self.pool.write().await;
-        if let Some((pool, database)) = slot.as_ref()
+        if let Some((pool, database, tls)) = slot.as_ref()
             && *database == resolved.database
         {
-            return Ok(pool.clone());
+            return Ok((pool.clone(), tls.clone()));
         }
-        let pool = build_pool(&self.settings, &resolved.database, self.entra.clone()).await?;
-        if let Some((old, _)) = slot.replace((pool.clone(), resolved.database.clone())) {
+        let (pool, tls) =
+            build_pool(&self.settings, &resolved.database, self.entra.clone()).await?;
+        let built = (pool.clone(), resolved.database.clone(), tls.clone());
+        if let Some((old, _, _)) = slot.replace(built) {
             old.close();
         }
-        Ok(pool)
+        Ok((pool, tls))
     }
 
     /// Cheap proof the service can use its schema, not only connect: with
@@ -159,13 +166,15 @@ async fn build_pool(
     settings: &DatabaseSettings,
     database: &tokio_postgres::Config,
     entra: Option<Arc<EntraPassword>>,
-) -> Result<Pool, DbError> {
+) -> Result<(Pool, CancelTls), DbError> {
     let config = connect_config(settings, database);
     if config.get_ssl_mode() == SslMode::Disable {
-        build_pool_with(settings, config, entra, NoTls).await
+        let pool = build_pool_with(settings, config, entra, NoTls).await?;
+        Ok((pool, CancelTls::Plain))
     } else {
         let tls = super::tls::connector_async().await?;
-        build_pool_with(settings, config, entra, tls).await
+        let pool = build_pool_with(settings, config, entra, tls.clone()).await?;
+        Ok((pool, CancelTls::Tls(tls)))
     }
 }
 

@@ -33,6 +33,9 @@ pub struct DatabaseSettings {
     /// How long a request waits for a connection (including building the
     /// pool) before it gets a 503.
     pub pool_timeout: Duration,
+    /// How long a request may keep its connection busy; then its running
+    /// statement is cancelled and the answer is 503 (`db::pooled`).
+    pub statement_timeout: Duration,
     pub connect_timeout: Duration,
     pub migrate_on_start: bool,
     pub auth: DatabaseAuth,
@@ -62,6 +65,9 @@ pub(super) fn from_vars(
         pool_max_size: vars.parse_or("DATABASE_POOL_MAX_SIZE", 10)?,
         pool_min_size: vars.parse_or("DATABASE_POOL_MIN_SIZE", 1)?,
         pool_timeout: Duration::from_millis(vars.parse_or("DATABASE_POOL_TIMEOUT_MS", 5000)?),
+        statement_timeout: Duration::from_millis(
+            vars.parse_or("DATABASE_STATEMENT_TIMEOUT_MS", 5000)?,
+        ),
         connect_timeout: Duration::from_millis(vars.parse_or("DATABASE_CONNECT_TIMEOUT_MS", 5000)?),
         migrate_on_start: vars.parse_or("MIGRATE_ON_START", true)?,
         max_connection_age: Duration::from_secs(

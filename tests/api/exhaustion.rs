@@ -170,3 +170,73 @@ async fn a_stalled_reader_is_disconnected_and_logged_with_the_bytes_it_took() {
     );
     drop(stream);
 }
+
+/// A request blocked behind a lock the test holds: the get records its
+/// access, so it waits on the session row.
+async fn hold_the_session_row(app: &TestApp, session_id: &str) -> tokio_postgres::Client {
+    let blocker = app.db().await;
+    blocker.batch_execute("BEGIN").await.unwrap();
+    blocker
+        .execute(
+            "SELECT 1 FROM sessions WHERE session_id = $1::text::uuid FOR UPDATE",
+            &[&session_id],
+        )
+        .await
+        .unwrap();
+    blocker
+}
+
+/// A request that keeps its connection busy past
+/// `DATABASE_STATEMENT_TIMEOUT_MS` is a 503, and its statement is
+/// cancelled (it no longer waits in PostgreSQL, though the lock is held).
+#[tokio::test]
+async fn a_statement_past_its_timeout_is_cancelled_and_a_503() {
+    let app = spawn_app_with(&[("DATABASE_STATEMENT_TIMEOUT_MS", "500")]).await;
+    let f = app.fixture().await;
+    let blocker = hold_the_session_row(&app, &f.session_id).await;
+    let path = format!("/api/sessions/{}", f.session_id);
+    let response = app
+        .as_user(app.get(&path), &f.key, f.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "2");
+    let detail = expect_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(detail.contains("in time"), "{detail}");
+    assert_eq!(backends_waiting_for_a_lock(&app.database_url).await, 0);
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    let response = app
+        .as_user(app.get(&path), &f.key, f.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// A client that goes away while its request waits in PostgreSQL: the
+/// statement is cancelled then, not when it would have finished.
+#[tokio::test]
+async fn a_client_that_leaves_has_its_statement_cancelled() {
+    let app = spawn_app_with(&[("DATABASE_STATEMENT_TIMEOUT_MS", "600000")]).await;
+    let f = app.fixture().await;
+    let blocker = hold_the_session_row(&app, &f.session_id).await;
+    let mut stream = connect(&app.address).await;
+    let request = format!(
+        "GET /api/sessions/{} HTTP/1.1\r\nHost: test\r\nX-API-Key: {}\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        f.session_id,
+        f.key,
+        app.token(f.owner)
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    wait_for("the request waits for the lock", || async {
+        backends_waiting_for_a_lock(&app.database_url).await == 1
+    })
+    .await;
+    drop(stream);
+    wait_for("the statement is cancelled", || async {
+        backends_waiting_for_a_lock(&app.database_url).await == 0
+    })
+    .await;
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+}
