@@ -240,3 +240,109 @@ async fn a_client_that_leaves_has_its_statement_cancelled() {
     .await;
     blocker.batch_execute("ROLLBACK").await.unwrap();
 }
+
+/// The attacks of issue 15 at once, bounded in count, against one
+/// instance, while another application reads its own session: that
+/// application is never refused (no 503), and nothing of the attackers'
+/// is left running afterwards.
+#[tokio::test]
+async fn a_hostile_participant_cannot_take_the_service_from_another_application() {
+    let app = spawn_app_with(&[
+        ("HTTP_WRITE_TIMEOUT_MS", "500"),
+        ("HTTP_HEADER_TIMEOUT_MS", "500"),
+    ])
+    .await;
+    let hostile = app.fixture().await;
+    let victim = app.fixture().await;
+    // A transcript of large messages (16 × ~1 MiB).
+    let text = "x".repeat(1000 * 1024);
+    for _ in 0..16 {
+        let response = app
+            .as_user(
+                app.post(&format!("/api/sessions/{}/messages", hostile.session_id)),
+                &hostile.key,
+                hostile.owner,
+            )
+            .json(&json!({"messages": [{"text": text}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let token = app.token(hostile.owner);
+    let mut attackers = Vec::new();
+    // Stalled readers of exports.
+    for _ in 0..6 {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(8192).unwrap();
+        let addr: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        let request = format!(
+            "GET /api/sessions/{}/export HTTP/1.1\r\nHost: test\r\nX-API-Key: {}\r\n\
+             Authorization: Bearer {token}\r\n\r\n",
+            hostile.session_id, hostile.key
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        attackers.push(stream);
+    }
+    // Unfinished request heads, and 1 MiB bodies under a wrong key.
+    for _ in 0..20 {
+        let mut stream = connect(&app.address).await;
+        stream
+            .write_all(b"POST /api/configs HTTP/1.1\r\nHost: t")
+            .await
+            .unwrap();
+        attackers.push(stream);
+    }
+    let wrong_key = (0..5).map(|_| {
+        app.post("/api/configs")
+            .header("X-API-Key", "amp_not_a_real_key")
+            .json(&json!({"name": "c", "yaml_content": format!("a: {}", "b".repeat(1000 * 1024))}))
+            .send()
+    });
+    // Readers and forkers that take everything, concurrently.
+    let heavy = (0..4).map(|i| {
+        let request = if i % 2 == 0 {
+            app.get(&format!(
+                "/api/sessions/{}/messages?limit=1000",
+                hostile.session_id
+            ))
+        } else {
+            app.post(&format!("/api/sessions/{}/fork", hostile.session_id))
+                .json(&json!({}))
+        };
+        app.as_user(request, &hostile.key, hostile.owner).send()
+    });
+    let attack = async {
+        let (refused, done) = tokio::join!(
+            futures::future::join_all(wrong_key),
+            futures::future::join_all(heavy)
+        );
+        for response in refused {
+            assert_eq!(response.unwrap().status(), StatusCode::UNAUTHORIZED);
+        }
+        for response in done {
+            let status = response.unwrap().status();
+            assert!(status.is_success(), "{status}");
+        }
+    };
+    let victim_path = format!("/api/sessions/{}", victim.session_id);
+    let victim_reads = async {
+        let mut statuses = Vec::new();
+        for _ in 0..50 {
+            let response = app
+                .as_user(app.get(&victim_path), &victim.key, victim.owner)
+                .send()
+                .await
+                .unwrap();
+            statuses.push(response.status());
+        }
+        statuses
+    };
+    let ((), statuses) = tokio::join!(attack, victim_reads);
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    drop(attackers);
+}
