@@ -34,6 +34,13 @@ pub enum TokenError {
     Invalid(String),
     #[error("the `{0}` claim is missing or not a UUID")]
     BadUserClaim(String),
+    /// The header lists extensions in `crit`, which a recipient must
+    /// understand or reject (RFC 7515 §4.1.11); we understand none.
+    #[error(
+        "the token was rejected: its header has `crit`, naming extensions this service \
+         does not support"
+    )]
+    CriticalExtensions,
     /// The identity provider's keys could not be fetched: not the caller's fault.
     #[error("the token signing keys are unavailable: {0}")]
     KeysUnavailable(String),
@@ -96,10 +103,13 @@ impl TokenVerifier {
     /// (unused with RS256).
     pub async fn verify(&self, token: &str, secret_key: &SecretString) -> Result<Uuid, TokenError> {
         let invalid = rejected;
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        if header.crit.is_some() {
+            return Err(TokenError::CriticalExtensions);
+        }
         let key = match &self.jwks {
             None => DecodingKey::from_secret(secret_key.expose_secret().as_bytes()),
             Some(cache) => {
-                let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
                 if header.alg != Algorithm::RS256 {
                     return Err(TokenError::Invalid("the algorithm must be RS256".into()));
                 }
@@ -377,5 +387,24 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains(why), "{why}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_header_naming_critical_extensions_is_rejected() {
+        let auth = auth();
+        let verifier = TokenVerifier::new(&auth, Duration::from_secs(5));
+        let claims = serde_json::json!({"sub": Uuid::new_v4().to_string(), "exp": jsonwebtoken::get_current_timestamp() + 60});
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp".to_owned()]);
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_secret(auth.secret_key.expose_secret().as_bytes()),
+        )
+        .unwrap();
+        assert!(matches!(
+            verifier.verify(&token, &auth.secret_key).await,
+            Err(TokenError::CriticalExtensions)
+        ));
     }
 }
