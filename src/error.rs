@@ -26,6 +26,10 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    /// What the request would answer with existed and was deleted: a
+    /// replayed Idempotency-Key whose session is gone.
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -73,6 +77,7 @@ impl ApiError {
                 "Method not allowed",
             ),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Gone(_) => (StatusCode::GONE, "gone", "Gone"),
             PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
