@@ -29,6 +29,10 @@ pub enum ApiError {
     /// The client stopped sending its request body.
     #[error("{0}")]
     RequestTimeout(String),
+    /// What the request would answer with existed and was deleted: a
+    /// replayed Idempotency-Key whose session is gone.
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -81,6 +85,7 @@ impl ApiError {
                 "request-timeout",
                 "Request timeout",
             ),
+            Gone(_) => (StatusCode::GONE, "gone", "Gone"),
             PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",

@@ -1,13 +1,13 @@
 //! Logging to stdout, which the Functions host forwards to Application
 //! Insights, and the one log line every request gets.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request};
-use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -18,6 +18,10 @@ use crate::settings::LogFormat;
 
 /// The header the Functions host sets on each request it passes on.
 const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+/// The most of a caller's text (a header, the method) a log line carries:
+/// the host's invocation ids are GUIDs (36 bytes), and a caller who forges
+/// one of 8,000 bytes must not write 8,000 bytes into the logs per request.
+const MAX_LOGGED_BYTES: usize = 128;
 
 /// `RUST_LOG` wins when set; otherwise `LOG_LEVEL`. tokio-postgres logs
 /// statement parameters at debug level, so it stays at info unless asked.
@@ -50,7 +54,8 @@ pub fn filter(log_level: &str) -> EnvFilter {
 /// when the host sent one, to join with the host's lines.
 pub async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    // A method may be any token (an extension method), of any length.
+    let method = bounded(request.method().as_str()).into_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -59,8 +64,8 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .headers()
         .get(INVOCATION_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+        .map(|id| bounded(id).into_owned())
+        .unwrap_or_default();
     let response = next.run(request).await;
     let line = RequestLine {
         started,
@@ -75,7 +80,7 @@ pub async fn log_request(request: Request, next: Next) -> Response {
 /// What the request's line says, besides what its body adds.
 struct RequestLine {
     started: Instant,
-    method: Method,
+    method: String,
     route: String,
     status: u16,
     invocation_id: String,
@@ -85,7 +90,7 @@ impl RequestLine {
     fn write(&self, bytes: u64, outcome: &str) {
         tracing::info!(
             target: "request",
-            method = %self.method,
+            method = self.method,
             route = self.route,
             status = self.status,
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
@@ -165,5 +170,41 @@ impl HttpBody for LoggedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// `text` as a log line may carry it: whole up to [`MAX_LOGGED_BYTES`],
+/// else cut there (at a character boundary) and marked with its length.
+pub fn bounded(text: &str) -> Cow<'_, str> {
+    if text.len() <= MAX_LOGGED_BYTES {
+        return Cow::Borrowed(text);
+    }
+    let mut end = MAX_LOGGED_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!(
+        "{}...(truncated, {} bytes)",
+        &text[..end],
+        text.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_at_a_character_boundary_and_marked() {
+        let id = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+        assert_eq!(bounded(id), id);
+        let exact = "x".repeat(MAX_LOGGED_BYTES);
+        assert_eq!(bounded(&exact), exact);
+        // 'a', then 2-byte characters: byte 128 falls inside one.
+        let text = format!("a{}", "é".repeat(4000));
+        let cut = bounded(&text);
+        assert!(cut.starts_with(&text[..MAX_LOGGED_BYTES - 1]), "{cut}");
+        assert!(cut.ends_with("...(truncated, 8001 bytes)"), "{cut}");
+        assert!(cut.len() < MAX_LOGGED_BYTES + 32);
     }
 }

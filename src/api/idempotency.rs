@@ -1,6 +1,8 @@
-//! `Idempotency-Key` for create-session and append-messages: a retry with
-//! the same key, application and request within 24 hours gets the first
-//! response again, and nothing is written twice.
+//! `Idempotency-Key` for create-session, fork-session and append-messages:
+//! a retry with the same key, application and request within 24 hours gets
+//! the first response again, and nothing is written twice. Should the
+//! session that response is about have been deleted since, the retry gets
+//! a 410 instead: the first response would point at nothing.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -9,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use deadpool_postgres::{Object, Transaction};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::db::idempotency::{self, Claim, Recorded};
 use crate::error::ApiError;
@@ -61,15 +64,24 @@ pub struct JsonResponse {
     pub body: String,
     pub location: Option<String>,
     pub replayed: bool,
+    /// The session the response is about: created, forked or appended to
+    /// (unknown only in replays of records older than migration V11).
+    pub session_id: Option<Uuid>,
 }
 
 impl JsonResponse {
-    pub fn new(status: StatusCode, value: &impl Serialize, location: Option<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        value: &impl Serialize,
+        session_id: Uuid,
+        location: Option<String>,
+    ) -> Self {
         Self {
             status,
             body: serde_json::to_string(value).expect("responses serialize"),
             location,
             replayed: false,
+            session_id: Some(session_id),
         }
     }
 }
@@ -116,7 +128,12 @@ pub async fn run_once(
             body: recorded.body,
             location: recorded.location,
             replayed: true,
+            session_id: recorded.session_id,
         }),
+        Claim::SessionDeleted(session_id) => Err(ApiError::Gone(format!(
+            "this request was answered before (same Idempotency-Key), about session \
+             {session_id}, which has been deleted since"
+        ))),
         Claim::Mismatch => Err(ApiError::Validation(
             "Idempotency-Key was already used for a different request".to_owned(),
         )),
@@ -126,6 +143,7 @@ pub async fn run_once(
                 status: response.status.as_u16(),
                 body: response.body.clone(),
                 location: response.location.clone(),
+                session_id: response.session_id,
             };
             idempotency::record(&tx, app_id, key, &recorded).await?;
             tx.commit().await.map_err(crate::db::DbError::from)?;

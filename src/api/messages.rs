@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::idempotency::{self, IdempotencyKey, JsonResponse};
-use super::problems::{BodyProblems, CallerProblems, TargetProblems};
+use super::problems::{BodyProblems, CallerProblems, ReplayProblems, TargetProblems};
 use super::sessions::{not_found, settle_action};
 use super::validate::Message;
 use crate::auth::UserCaller;
@@ -107,6 +107,7 @@ async fn append_in(
             first_seq,
             last_seq: message_count,
         },
+        session_id,
         None,
     ))
 }
@@ -117,7 +118,7 @@ async fn append_in(
 /// caller's `last_active_at`. A session holds at most
 /// `SESSION_MAX_MESSAGES` messages and `SESSION_MAX_TRANSCRIPT_BYTES` of
 /// them (409 naming the limit). With `Idempotency-Key`, a retry does not
-/// append again.
+/// append again (and is a 410 if the session was deleted since).
 #[utoipa::path(
     post, path = "/api/sessions/{session_id}/messages", operation_id = "append-messages",
     tag = "messages",
@@ -129,7 +130,8 @@ async fn append_in(
     request_body = AppendMessages,
     responses(
         (status = 200, description = "Appended", body = AppendedMessages),
-        CallerProblems, TargetProblems, BodyProblems, (status = 409, response = Problem),
+        CallerProblems, TargetProblems, BodyProblems, ReplayProblems,
+        (status = 409, response = Problem),
     ),
     security(("api_key" = [], "bearer" = [])),
 )]

@@ -10,6 +10,7 @@ mod extract;
 mod health;
 pub mod idempotency;
 mod messages;
+mod numbers;
 mod participants;
 mod problems;
 mod sessions;

@@ -42,3 +42,8 @@ problems!(
     /// (413), not JSON (415), or a field that is invalid (422).
     BodyProblems: 400, 408, 413, 415, 422
 );
+problems!(
+    /// A request with an `Idempotency-Key` answered before, whose session
+    /// (created, forked or appended to) has been deleted since (410).
+    ReplayProblems: 410
+);

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::extract::{JsonBody, PathParams};
 use super::idempotency::{self, IdempotencyKey, JsonResponse};
-use super::problems::{BodyProblems, CallerProblems, TargetProblems};
+use super::problems::{BodyProblems, CallerProblems, ReplayProblems, TargetProblems};
 use super::validate::JsonObject;
 use crate::auth::UserCaller;
 use crate::db::Guarded;
@@ -134,13 +134,14 @@ async fn create_in(
     Ok(JsonResponse::new(
         StatusCode::CREATED,
         &session,
+        session.session_id,
         Some(location),
     ))
 }
 
 /// Creates a session from a config; the calling user becomes its owner.
 /// With `Idempotency-Key`, a retry returns the first response instead of
-/// creating another session.
+/// creating another session (410 if that session was deleted since).
 #[utoipa::path(
     post, path = "/api/sessions", operation_id = "create-session", tag = "sessions",
     params(("Idempotency-Key" = Option<String>, Header,
@@ -149,7 +150,7 @@ async fn create_in(
     responses(
         (status = 201, description = "Created", body = Session,
          headers(("Location" = String, description = "The new session's URL"))),
-        CallerProblems, TargetProblems, BodyProblems,
+        CallerProblems, TargetProblems, BodyProblems, ReplayProblems,
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -295,6 +296,7 @@ async fn fork_in(
             Ok(JsonResponse::new(
                 StatusCode::CREATED,
                 &session,
+                session.session_id,
                 Some(location),
             ))
         }
@@ -308,7 +310,8 @@ async fn fork_in(
 /// copies of messages 1 to `up_to_seq` (default: all) under the same
 /// numbers, and `parent_session_id`/`forked_from_seq` saying where it came
 /// from. Any participant may fork what they can read. With
-/// `Idempotency-Key`, a retry returns the first fork.
+/// `Idempotency-Key`, a retry returns the first fork (410 if that fork was
+/// deleted since).
 #[utoipa::path(
     post, path = "/api/sessions/{session_id}/fork", operation_id = "fork-session",
     tag = "sessions",
@@ -321,7 +324,7 @@ async fn fork_in(
     responses(
         (status = 201, description = "Forked", body = Session,
          headers(("Location" = String, description = "The new session's URL"))),
-        CallerProblems, TargetProblems, BodyProblems,
+        CallerProblems, TargetProblems, BodyProblems, ReplayProblems,
     ),
     security(("api_key" = [], "bearer" = [])),
 )]

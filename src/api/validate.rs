@@ -8,6 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::numbers;
+
 /// `^[a-z0-9-]{3,100}$`: safe in URLs, logs and as a primary key.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String")]
@@ -103,15 +105,22 @@ impl Text {
 /// The most a `metadata`, `settings` or `tags` object may hold, as JSON.
 pub const MAX_OBJECT_BYTES: usize = 64 * 1024;
 
-/// A JSON value PostgreSQL can store: JSONB refuses the NUL character
-/// (`\u0000`) in strings and keys. Checked here so the answer names the
-/// field instead of echoing the server.
-fn check_storable(value: &Value) -> Result<(), String> {
+/// Checks that PostgreSQL can store `value` as JSONB, so the answer names
+/// the field instead of echoing the server: no NUL character (`\u0000`) in
+/// strings and keys, numbers it can hold without growing much
+/// (`numbers`). Returns how many bytes longer (or shorter) the numbers get
+/// when PostgreSQL writes them back.
+fn check_storable(value: &Value) -> Result<isize, String> {
     let nul = || Err("must not contain the NUL character (\\u0000) in any string".to_owned());
+    let mut growth = 0;
     let mut pending = vec![value];
     while let Some(value) = pending.pop() {
         match value {
             Value::String(s) if s.contains('\0') => return nul(),
+            Value::Number(n) => {
+                let sent = n.as_str();
+                growth += numbers::stored_len(sent)? as isize - sent.len() as isize;
+            }
             Value::Array(items) => pending.extend(items),
             Value::Object(map) => {
                 if map.keys().any(|k| k.contains('\0')) {
@@ -122,7 +131,7 @@ fn check_storable(value: &Value) -> Result<(), String> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(growth)
 }
 
 /// A JSON object of at most [`MAX_OBJECT_BYTES`] as JSON, storable as JSONB
@@ -136,8 +145,8 @@ impl TryFrom<Map<String, Value>> for JsonObject {
     type Error = String;
     fn try_from(map: Map<String, Value>) -> Result<Self, String> {
         let value = Value::Object(map);
-        check_storable(&value)?;
-        check_size(&value)?;
+        let growth = check_storable(&value)?;
+        check_size(&value, growth)?;
         let Value::Object(map) = value else {
             unreachable!("built as an object above")
         };
@@ -145,8 +154,11 @@ impl TryFrom<Map<String, Value>> for JsonObject {
     }
 }
 
-fn check_size(value: &Value) -> Result<(), String> {
-    let bytes = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+/// Numbers count as PostgreSQL writes them (`growth`), the rest as compact
+/// JSON.
+fn check_size(value: &Value, growth: isize) -> Result<(), String> {
+    let bytes =
+        serde_json::to_vec(value).map_or(usize::MAX, |v| v.len().saturating_add_signed(growth));
     if bytes > MAX_OBJECT_BYTES {
         return Err(format!(
             "must be at most {MAX_OBJECT_BYTES} bytes as JSON (64 KiB), not {bytes}"
@@ -190,7 +202,9 @@ impl Tags {
     }
 }
 
-/// One transcript message: any JSON object PostgreSQL can store.
+/// One transcript message: any JSON object PostgreSQL can store. Its size
+/// counts toward the session's limit as PostgreSQL writes it
+/// (`db::messages::append`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(try_from = "Map<String, Value>")]
 #[schema(value_type = Object)]

@@ -34,6 +34,13 @@ pub enum TokenError {
     Invalid(String),
     #[error("the `{0}` claim is missing or not a UUID")]
     BadUserClaim(String),
+    /// The header lists extensions in `crit`, which a recipient must
+    /// understand or reject (RFC 7515 §4.1.11); we understand none.
+    #[error(
+        "the token was rejected: its header has `crit`, naming extensions this service \
+         does not support"
+    )]
+    CriticalExtensions,
     /// The identity provider's keys could not be fetched: not the caller's fault.
     #[error("the token signing keys are unavailable: {0}")]
     KeysUnavailable(String),
@@ -63,9 +70,13 @@ impl TokenVerifier {
         // Exactly one algorithm: `none`, and HS256 signed with an RS256
         // public key (algorithm confusion), are both refused by this list.
         let mut validation = Validation::new(algorithm);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_nbf = true;
-        let mut required = vec!["exp"];
+        // `exp` and `nbf` are checked by `check_times`: jsonwebtoken cannot
+        // read a fractional one while serde_json keeps numbers' text
+        // (`arbitrary_precision`, for exact transcripts), and would refuse
+        // a token RFC 7519 allows.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let mut required = vec![];
         match &tokens.issuer {
             Some(issuer) => {
                 validation.set_issuer(&[issuer]);
@@ -92,10 +103,13 @@ impl TokenVerifier {
     /// (unused with RS256).
     pub async fn verify(&self, token: &str, secret_key: &SecretString) -> Result<Uuid, TokenError> {
         let invalid = rejected;
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        if header.crit.is_some() {
+            return Err(TokenError::CriticalExtensions);
+        }
         let key = match &self.jwks {
             None => DecodingKey::from_secret(secret_key.expose_secret().as_bytes()),
             Some(cache) => {
-                let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
                 if header.alg != Algorithm::RS256 {
                     return Err(TokenError::Invalid("the algorithm must be RS256".into()));
                 }
@@ -107,12 +121,34 @@ impl TokenVerifier {
         };
         let data = jsonwebtoken::decode::<HashMap<String, Value>>(token, &key, &self.validation)
             .map_err(invalid)?;
+        check_times(&data.claims, jsonwebtoken::get_current_timestamp() as f64)?;
         data.claims
             .get(&self.user_claim)
             .and_then(Value::as_str)
             .and_then(|s| Uuid::parse_str(s).ok())
             .ok_or_else(|| TokenError::BadUserClaim(self.user_claim.clone()))
     }
+}
+
+/// `exp` (required) and `nbf` (if present) at `now`, both with
+/// [`LEEWAY_SECONDS`]; as NumericDates (RFC 7519) they may be fractional.
+fn check_times(claims: &HashMap<String, Value>, now: f64) -> Result<(), TokenError> {
+    let leeway = LEEWAY_SECONDS as f64;
+    let time = |claim: &str| match claims.get(claim) {
+        None => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| TokenError::Invalid(format!("its `{claim}` claim is malformed"))),
+    };
+    let exp = time("exp")?.ok_or_else(|| TokenError::Invalid("it has no `exp` claim".into()))?;
+    if exp < now - leeway {
+        return Err(TokenError::Invalid("it has expired".into()));
+    }
+    if time("nbf")?.is_some_and(|nbf| nbf > now + leeway) {
+        return Err(TokenError::Invalid("it is not valid yet (nbf)".into()));
+    }
+    Ok(())
 }
 
 /// Why a token was refused, in words a client developer can act on.
@@ -309,5 +345,66 @@ mod tests {
         )
         .unwrap();
         assert!(verifier.verify(&hs512, &auth.secret_key).await.is_err());
+    }
+
+    /// RFC 7519's NumericDate may be fractional (PyJWT passes
+    /// `time.time() + 600` through as it is).
+    #[tokio::test]
+    async fn fractional_exp_and_nbf_are_honoured() {
+        let auth = auth();
+        let verifier = TokenVerifier::new(&auth, Duration::from_secs(5));
+        let user = Uuid::new_v4();
+        let now = jsonwebtoken::get_current_timestamp() as f64;
+        let token = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(auth.secret_key.expose_secret().as_bytes()),
+            )
+            .unwrap()
+        };
+        let sub = user.to_string();
+        let valid = token(serde_json::json!({"sub": sub, "exp": now + 600.5, "nbf": now - 0.5}));
+        assert_eq!(
+            verifier.verify(&valid, &auth.secret_key).await.unwrap(),
+            user
+        );
+        for (claims, why) in [
+            (
+                serde_json::json!({"sub": sub, "exp": now - 600.5}),
+                "expired",
+            ),
+            (
+                serde_json::json!({"sub": sub, "exp": now + 600.5, "nbf": now + 300.5}),
+                "not valid yet",
+            ),
+            (serde_json::json!({"sub": sub, "exp": "tomorrow"}), "`exp`"),
+            (serde_json::json!({"sub": sub}), "`exp`"),
+        ] {
+            let err = verifier
+                .verify(&token(claims), &auth.secret_key)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains(why), "{why}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_header_naming_critical_extensions_is_rejected() {
+        let auth = auth();
+        let verifier = TokenVerifier::new(&auth, Duration::from_secs(5));
+        let claims = serde_json::json!({"sub": Uuid::new_v4().to_string(), "exp": jsonwebtoken::get_current_timestamp() + 60});
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp".to_owned()]);
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_secret(auth.secret_key.expose_secret().as_bytes()),
+        )
+        .unwrap();
+        assert!(matches!(
+            verifier.verify(&token, &auth.secret_key).await,
+            Err(TokenError::CriticalExtensions)
+        ));
     }
 }

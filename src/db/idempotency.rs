@@ -3,6 +3,7 @@
 //! the write it protects, so the write and its record commit together.
 
 use deadpool_postgres::GenericClient;
+use uuid::Uuid;
 
 use super::DbError;
 use super::caller::{check_key, verdict, verdict_from, with_app};
@@ -18,6 +19,9 @@ pub struct Recorded {
     pub status: u16,
     pub body: String,
     pub location: Option<String>,
+    /// The session the response is about (created, forked or appended
+    /// to); unknown for records written before migration V11.
+    pub session_id: Option<Uuid>,
 }
 
 #[derive(Debug)]
@@ -26,6 +30,9 @@ pub enum Claim {
     Claimed,
     /// The same request was already answered: send this again.
     Replay(Recorded),
+    /// The same request was answered, but the session its response is
+    /// about has been deleted since: the response would point at nothing.
+    SessionDeleted(Uuid),
     /// The key was used for a different request.
     Mismatch,
 }
@@ -48,7 +55,8 @@ pub async fn claim(
                  SELECT app.app_id, $2, $3 FROM app WHERE app.is_active
                  ON CONFLICT (app_id, idempotency_key) DO UPDATE
                  SET request_hash = EXCLUDED.request_hash, created_at = now(),
-                     response_status = NULL, response_body = NULL, response_location = NULL
+                     response_status = NULL, response_body = NULL, response_location = NULL,
+                     session_id = NULL
                  WHERE idempotency_keys.created_at < now() - make_interval(hours => $4)
                  RETURNING 1
              ) "
@@ -71,7 +79,8 @@ pub async fn claim(
     Ok((app_id, claim))
 }
 
-/// What was recorded for a key claimed before.
+/// What was recorded for a key claimed before, and whether the session it
+/// is about still exists.
 async fn existing(
     client: &impl GenericClient,
     app_id: &str,
@@ -80,8 +89,11 @@ async fn existing(
 ) -> Result<Claim, DbError> {
     let select = client
         .prepare_cached(
-            "SELECT request_hash, response_status, response_body, response_location
-             FROM idempotency_keys WHERE app_id = $1 AND idempotency_key = $2",
+            "SELECT k.request_hash, k.response_status, k.response_body, k.response_location,
+                    k.session_id, s.session_id IS NOT NULL AS session_exists
+             FROM idempotency_keys k
+             LEFT JOIN sessions s ON s.session_id = k.session_id
+             WHERE k.app_id = $1 AND k.idempotency_key = $2",
         )
         .await?;
     let row = client.query_one(&select, &[&app_id, &key]).await?;
@@ -90,11 +102,16 @@ async fn existing(
     }
     let status: Option<i16> = row.get("response_status");
     let body: Option<String> = row.get("response_body");
-    match (status, body) {
-        (Some(status), Some(body)) => Ok(Claim::Replay(Recorded {
+    let session_id: Option<Uuid> = row.get("session_id");
+    match (status, body, session_id) {
+        (Some(_), Some(_), Some(session_id)) if !row.get::<_, bool>("session_exists") => {
+            Ok(Claim::SessionDeleted(session_id))
+        }
+        (Some(status), Some(body), session_id) => Ok(Claim::Replay(Recorded {
             status: status as u16,
             body,
             location: row.get("response_location"),
+            session_id,
         })),
         // Only committed with a response; anything else is a data fault.
         _ => Err(DbError::Other(
@@ -112,7 +129,8 @@ pub async fn record(
     let stmt = client
         .prepare_cached(
             "UPDATE idempotency_keys
-             SET response_status = $3, response_body = $4, response_location = $5
+             SET response_status = $3, response_body = $4, response_location = $5,
+                 session_id = $6
              WHERE app_id = $1 AND idempotency_key = $2",
         )
         .await?;
@@ -125,6 +143,7 @@ pub async fn record(
                 &(response.status as i16),
                 &response.body,
                 &response.location,
+                &response.session_id,
             ],
         )
         .await?;

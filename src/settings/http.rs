@@ -21,7 +21,9 @@ pub struct HttpSettings {
     /// in Azure, where the platform answers CORS itself.
     pub allowed_origins: Vec<String>,
     /// How long a client may take to send a request's head
-    /// (`HTTP_HEADER_TIMEOUT_MS`); then the connection is closed.
+    /// (`HTTP_HEADER_TIMEOUT_MS`); then the connection is closed. hyper
+    /// runs this clock on an idle kept-alive connection too, so it is also
+    /// how long one may stay idle.
     pub header_timeout: Duration,
     /// How long a request body may stall between two reads
     /// (`HTTP_BODY_TIMEOUT_MS`); then the request is a 408.
@@ -46,7 +48,7 @@ pub(super) fn from_vars(
         port: vars.parse_or("FUNCTIONS_CUSTOMHANDLER_PORT", 7071)?,
         max_body_bytes: vars.parse_or("MAX_BODY_BYTES", 1024 * 1024)?,
         allowed_origins: parse_origins(origins)?,
-        header_timeout: millis(vars, "HTTP_HEADER_TIMEOUT_MS", 10_000)?,
+        header_timeout: millis(vars, "HTTP_HEADER_TIMEOUT_MS", 30_000)?,
         body_timeout: millis(vars, "HTTP_BODY_TIMEOUT_MS", 10_000)?,
         write_timeout: millis(vars, "HTTP_WRITE_TIMEOUT_MS", 30_000)?,
     })

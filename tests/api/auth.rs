@@ -108,6 +108,39 @@ async fn bad_user_tokens_are_401_with_a_bearer_challenge() {
     }
 }
 
+/// RFC 7515 §4.1.11: a token whose header lists extensions in `crit` must
+/// be refused by a recipient that does not understand them; this service
+/// understands none. The same token without `crit` is accepted.
+#[tokio::test]
+async fn a_token_requiring_unknown_extensions_is_401_saying_so() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let claims = json!({"sub": f.owner.to_string(), "exp": get_current_timestamp() + 600});
+    let key = EncodingKey::from_secret(SECRET_KEY.as_bytes());
+    let call = |token: String| {
+        app.get(&format!("/api/sessions/{}", f.session_id))
+            .header("X-API-Key", &f.key)
+            .bearer_auth(token)
+            .send()
+    };
+    let mut header = Header::new(Algorithm::HS256);
+    expect_status(
+        call(encode(&header, &claims, &key).unwrap()).await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    header.crit = Some(vec!["exp".to_owned()]);
+    let response = call(encode(&header, &claims, &key).unwrap()).await.unwrap();
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+    let detail = expect_problem(response, StatusCode::UNAUTHORIZED).await;
+    assert!(detail.contains("crit"), "{detail}");
+}
+
 #[tokio::test]
 async fn tampered_payload_is_401() {
     let app = spawn_app().await;

@@ -294,11 +294,14 @@ async fn a_hostile_participant_cannot_take_the_service_from_another_application(
             .unwrap();
         attackers.push(stream);
     }
-    let wrong_key = (0..5).map(|_| {
-        app.post("/api/configs")
-            .header("X-API-Key", "amp_not_a_real_key")
-            .json(&json!({"name": "c", "yaml_content": format!("a: {}", "b".repeat(1000 * 1024))}))
-            .send()
+    // 1 MiB bodies announced under a wrong key (the body is never sent:
+    // the 401 must not wait for it).
+    let wrong_key = (0..5).map(|_| async {
+        let mut stream = connect(&app.address).await;
+        let head = "POST /api/configs HTTP/1.1\r\nHost: test\r\nX-API-Key: amp_not_a_real_key\r\n\
+                    Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        read_until_closed(&mut stream).await
     });
     // Readers and forkers that take everything, concurrently.
     let heavy = (0..4).map(|i| {
@@ -318,8 +321,13 @@ async fn a_hostile_participant_cannot_take_the_service_from_another_application(
             futures::future::join_all(wrong_key),
             futures::future::join_all(heavy)
         );
-        for response in refused {
-            assert_eq!(response.unwrap().status(), StatusCode::UNAUTHORIZED);
+        // Refused without the body: 401, or 503 should the lookup find no
+        // connection free while the heavy requests run.
+        for answer in refused {
+            assert!(
+                answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 503"),
+                "{answer}"
+            );
         }
         for response in done {
             let status = response.unwrap().status();

@@ -135,3 +135,84 @@ async fn appends_with_a_key_happen_once() {
         2
     );
 }
+
+/// A retry after its session was deleted must not answer 201 with the
+/// `Location` of a deleted session, nor report an append to a transcript
+/// that no longer exists: it is a 410 naming the session, and nothing is
+/// created again. A fork's replay is about the fork, not its source.
+#[tokio::test]
+async fn a_replay_after_its_session_was_deleted_is_410() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let config = app.create_config(&f.key).await;
+    let post = |path: String, idem: &'static str, body: Value| {
+        app.as_user(app.post(&path), &f.key, f.owner)
+            .header("Idempotency-Key", idem)
+            .json(&body)
+            .send()
+    };
+    let delete = |session: String| {
+        app.as_user(
+            app.http
+                .delete(app.url(&format!("/api/sessions/{session}"))),
+            &f.key,
+            f.owner,
+        )
+        .send()
+    };
+    let create = || {
+        post(
+            "/api/sessions".to_owned(),
+            "create",
+            json!({"config_id": config}),
+        )
+    };
+    let fork = || {
+        post(
+            format!("/api/sessions/{}/fork", f.session_id),
+            "fork",
+            json!({}),
+        )
+    };
+    let append = || {
+        post(
+            format!("/api/sessions/{}/messages", f.session_id),
+            "append",
+            json!({"messages": [{"text": "hi"}]}),
+        )
+    };
+    let created = expect_status(create().await.unwrap(), StatusCode::CREATED).await;
+    let created = created["session_id"].as_str().unwrap().to_owned();
+    expect_status(append().await.unwrap(), StatusCode::OK).await;
+    let forked = expect_status(fork().await.unwrap(), StatusCode::CREATED).await;
+    let forked = forked["session_id"].as_str().unwrap().to_owned();
+
+    for session in [&created, &f.session_id] {
+        assert_eq!(
+            delete(session.clone()).await.unwrap().status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    // The fork outlives its source: its replay still stands.
+    let replay = fork().await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    assert_eq!(
+        delete(forked.clone()).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+
+    for (what, replay, session) in [
+        ("create-session", create().await.unwrap(), &created),
+        ("append-messages", append().await.unwrap(), &f.session_id),
+        ("fork-session", fork().await.unwrap(), &forked),
+    ] {
+        assert!(replay.headers().get("location").is_none(), "{what}");
+        let detail = expect_problem(replay, StatusCode::GONE).await;
+        assert!(
+            detail.contains(session.as_str()) && detail.contains("deleted"),
+            "{what}: {detail}"
+        );
+    }
+    assert_eq!(app.count_rows("sessions", None).await, 0);
+}

@@ -23,6 +23,7 @@ mod idp;
 mod keyvault;
 mod lifecycle;
 mod matrix;
+mod numbers;
 mod owners;
 mod package;
 mod pagination;

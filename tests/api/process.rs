@@ -461,3 +461,48 @@ async fn every_request_is_one_json_log_line_with_the_invocation_id() {
     assert_eq!(line["bytes"], body.len());
     assert!(!printed.contains(&f.session_id), "no ids from the path");
 }
+
+/// What a caller writes into a log line is bounded: an invocation id (or a
+/// method) forged to 8,000 bytes is cut to its first 128 and marked, so
+/// that no request can fill the logs with text of its choosing.
+#[tokio::test]
+async fn forged_long_header_values_are_logged_cut_and_marked() {
+    let mut vars = base_vars(&closed_port_url());
+    vars.insert("LOG_FORMAT".into(), "json".into());
+    let served = Served::start(vars).await;
+    let forged_id = format!("forged-{}", "x".repeat(8_000));
+    let forged_method = format!("LONG{}", "M".repeat(8_000));
+    let http = reqwest::Client::new();
+    for method in ["GET", &forged_method] {
+        let response = http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                served.url("/api/openapi.json"),
+            )
+            .header("X-Azure-Functions-InvocationId", &forged_id)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let printed = served.stop();
+    assert!(!printed.contains(&forged_id[..1_000]), "{printed}");
+    assert!(!printed.contains(&forged_method[..1_000]), "{printed}");
+    let requests: Vec<serde_json::Value> = printed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 2, "{printed}");
+    for line in &requests {
+        let id = line["invocation_id"].as_str().unwrap();
+        assert!(id.starts_with(&forged_id[..128]), "{id}");
+        assert!(id.ends_with("(truncated, 8007 bytes)"), "{id}");
+    }
+    assert_eq!(requests[0]["method"], "GET");
+    let method = requests[1]["method"].as_str().unwrap();
+    assert!(
+        method.starts_with(&forged_method[..128]) && method.ends_with("(truncated, 8004 bytes)"),
+        "{method}"
+    );
+}

@@ -98,6 +98,12 @@ async fn entra_style_tokens_are_accepted_and_every_attack_is_401() {
     let mut no_kid_header = Header::new(Algorithm::RS256);
     no_kid_header.kid = None;
     let no_kid = encode(&no_kid_header, &claims(&idp, user), &signer.encoding).unwrap();
+    // A valid signature, but the header requires an extension (RFC 7515
+    // §4.1.11) this service does not understand.
+    let mut crit_header = Header::new(Algorithm::RS256);
+    crit_header.kid = Some(signer.kid.clone());
+    crit_header.crit = Some(vec!["exp".into()]);
+    let crit = encode(&crit_header, &claims(&idp, user), &signer.encoding).unwrap();
 
     let attacks = [
         ("alg none", unsigned),
@@ -119,6 +125,7 @@ async fn entra_style_tokens_are_accepted_and_every_attack_is_401() {
         ("right kid, other key", sign(&stranger, &claims(&idp, user))),
         ("tampered payload", tampered),
         ("no kid", no_kid),
+        ("unknown critical extension", crit),
     ];
     for (name, token) in attacks {
         let response = call(&app, &key, &token).await;
