@@ -35,10 +35,10 @@ impl From<&Row> for StoredMessage {
 }
 
 /// Messages to append: a JSON array of objects, and their words for search
-/// (`search::document`).
+/// (`search::documents`: as many documents as the words need).
 pub struct NewMessages<'a> {
     pub messages: &'a Value,
-    pub words: &'a str,
+    pub documents: &'a [String],
 }
 
 /// What an append did, or which limit stopped it.
@@ -100,9 +100,10 @@ pub async fn append(
                         $3, app.app_id
                  FROM bumped, totals, incoming, app
              ), indexed AS (
-                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
-                 SELECT $2, bumped.message_count - totals.n + 1, bumped.message_count, $8::text::tsvector
-                 FROM bumped, totals
+                 INSERT INTO session_search (session_id, first_seq, last_seq, part, words)
+                 SELECT $2, bumped.message_count - totals.n + 1, bumped.message_count,
+                        d.part::int - 1, d.words::tsvector
+                 FROM bumped, totals, unnest($8::text[]) WITH ORDINALITY AS d (words, part)
              ), active AS (
                  UPDATE session_participants SET last_active_at = now()
                  WHERE session_id = $2 AND user_id = $3 AND EXISTS (SELECT 1 FROM bumped)
@@ -127,7 +128,7 @@ pub async fn append(
                 new.messages,
                 &limits.max_messages,
                 &limits.max_transcript_bytes,
-                &new.words,
+                &new.documents,
             ],
         )
         .await?;

@@ -113,8 +113,8 @@ pub async fn create(
                  FROM configs c, app WHERE app.is_active AND c.config_id = $2
                  RETURNING *
              ), metadata_words AS (
-                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
-                 SELECT session_id, 0, 0, $5::text::tsvector FROM new_session
+                 INSERT INTO session_search (session_id, first_seq, last_seq, part, words)
+                 SELECT session_id, 0, 0, 0, $5::text::tsvector FROM new_session
              )",
                 owner_rows!(),
                 " "
@@ -203,9 +203,9 @@ pub async fn update(
                  UPDATE session_participants SET last_active_at = now()
                  WHERE session_id = $2 AND user_id = $3 AND EXISTS (SELECT 1 FROM updated)
              ), metadata_words AS (
-                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
-                 SELECT session_id, 0, 0, $7::text::tsvector FROM updated WHERE $7::text::tsvector IS NOT NULL
-                 ON CONFLICT (session_id, first_seq) DO UPDATE SET words = EXCLUDED.words
+                 INSERT INTO session_search (session_id, first_seq, last_seq, part, words)
+                 SELECT session_id, 0, 0, 0, $7::text::tsvector FROM updated WHERE $7::text::tsvector IS NOT NULL
+                 ON CONFLICT (session_id, first_seq, last_seq, part) DO UPDATE SET words = EXCLUDED.words
              ) "
             ),
             guarded_select!(
@@ -344,26 +344,28 @@ pub async fn fork(
                    ON m.session_id = $2 AND m.seq <= new_session.forked_from_seq
              ), copied_words AS (
                  -- The source's documents of the copied appends and, for an
-                 -- append the fork cuts through, the copied messages' words
-                 -- (PostgreSQL's parser, as the migration did); the metadata's.
-                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
-                 SELECT n.session_id, d.first_seq, d.last_seq, d.words
+                 -- append the fork cuts through, the words of its messages
+                 -- up to the cut: those whose first message (the position)
+                 -- is there, a subset of documents that fit; the metadata's.
+                 INSERT INTO session_search (session_id, first_seq, last_seq, part, words)
+                 SELECT n.session_id, d.first_seq, d.last_seq, d.part, d.words
                  FROM new_session n
                  JOIN session_search d ON d.session_id = $2 AND d.first_seq > 0
                                       AND d.last_seq <= n.forked_from_seq
                  UNION ALL
-                 SELECT n.session_id, d.first_seq, n.forked_from_seq,
-                        (SELECT strip(jsonb_to_tsvector('simple', jsonb_agg(m.message), '[\"string\"]'))
-                         FROM session_messages m
-                         WHERE m.session_id = $2 AND m.seq BETWEEN d.first_seq AND n.forked_from_seq)
+                 SELECT n.session_id, d.first_seq, n.forked_from_seq, d.part,
+                        ts_delete(d.words, ARRAY(
+                            SELECT u.lexeme FROM unnest(d.words) u
+                            WHERE u.positions[1] > n.forked_from_seq - d.first_seq + 1))
                  FROM new_session n
                  JOIN session_search d ON d.session_id = $2 AND d.first_seq > 0
                                       AND d.first_seq <= n.forked_from_seq
                                       AND d.last_seq > n.forked_from_seq
                  UNION ALL
-                 SELECT n.session_id, 0, 0,
+                 SELECT n.session_id, 0, 0, 0,
                         COALESCE($6::text::tsvector,
-                                 (SELECT words FROM session_search WHERE session_id = $2 AND first_seq = 0),
+                                 (SELECT words FROM session_search
+                                  WHERE session_id = $2 AND first_seq = 0 AND last_seq = 0 AND part = 0),
                                  ''::tsvector)
                  FROM new_session n
              )",
