@@ -14,6 +14,7 @@ mod drills;
 mod errors;
 mod fake_azure;
 mod faults;
+mod forks;
 mod functions;
 mod health;
 mod helpers;

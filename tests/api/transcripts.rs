@@ -219,7 +219,7 @@ async fn export_streams_the_session_then_every_message() {
 }
 
 #[tokio::test]
-async fn fork_copies_messages_up_to_a_seq_into_a_session_of_the_caller() {
+async fn a_fork_holds_messages_up_to_a_seq_in_a_session_of_the_caller() {
     let app = spawn_app().await;
     let f = app.fixture().await;
     let viewer = Uuid::new_v4();
@@ -674,10 +674,11 @@ async fn the_migration_moves_old_transcripts_in_order() {
     assert_eq!(column, 0, "the old column is gone");
 }
 
-/// A database as migration V10 left it: a fork then held copies of its
-/// messages and documents; a document of several messages gets each word's
-/// first message, so a new fork cutting through it is found by the words
-/// up to the cut only.
+/// A database as migration V10 left it, before forks shared messages: forks
+/// made then keep their copies; a document of several messages gets each
+/// word's first message, so a new fork cutting through it is found by the
+/// words up to the cut only; messages get their running size, so a new
+/// fork's `transcript_bytes` is right.
 #[tokio::test]
 async fn the_migrations_keep_old_forks_and_documents_right() {
     let database_url = fresh_database(&admin_url()).await;
