@@ -149,6 +149,14 @@ class Postgres:
     def wal_bytes(self, since):
         return int(self.psql(f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{since}')"))
 
+    def wal_inserted_lsn(self):
+        """Where WAL is being inserted: with synchronous_commit off the
+        write position lags behind, too far for one small statement."""
+        return self.psql("SELECT pg_current_wal_insert_lsn()")
+
+    def wal_inserted_bytes(self, since):
+        return int(self.psql(f"SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '{since}')"))
+
 
 def parse_parameters(detail):
     """`parameters: $1 = 'a', $2 = NULL` -> {1: 'a', 2: None}."""
@@ -651,6 +659,96 @@ def transcript_growth(pg, service, fx, args):
     return rows, export
 
 
+def fork_cost(pg, service, fx, args):
+    """fork-session of a session of `args.fork_messages` messages of ~1 KiB
+    (appended through the API): latency and WAL of whole-transcript forks
+    one at a time, of a fork cutting through an append, and of
+    `args.fork_concurrent` forks at once (with the latency of another
+    user's get-session meanwhile); then list-messages on a fork."""
+    rng = random.Random(13)
+    user = fx.users[-1]
+    h = fx.headers(user)
+    status, s = service.request("POST", "/api/sessions", h, {"config_id": fx.config_id})
+    session = s["session_id"]
+    conn = service.connection()
+    for count in range(0, args.fork_messages, 100):
+        status, _ = service.request("POST", f"/api/sessions/{session}/messages", h,
+                                    {"messages": [message(rng, count + i) for i in range(100)]}, conn)
+        assert status == 200, status
+    status, source = service.request("GET", f"/api/sessions/{session}", h, None, conn)
+    settle(pg)
+    path = f"/api/sessions/{session}/fork"
+
+    def fork(body, connection):
+        lsn = pg.wal_inserted_lsn()
+        started = time.perf_counter()
+        status, made = service.request("POST", path, h, body, connection)
+        ms = (time.perf_counter() - started) * 1000
+        assert status == 201, (status, made)
+        return ms, pg.wal_inserted_bytes(lsn), made["session_id"]
+
+    whole = [fork({}, conn) for _ in range(args.fork_runs)]
+    cut = fork({"up_to_seq": args.fork_messages - 50}, conn)
+    log(f"  whole: {[round(ms, 1) for ms, _, _ in whole]} ms, WAL {[w for _, w, _ in whole]} bytes;"
+        f" cut through an append: {cut[0]:.1f} ms, WAL {cut[1]} bytes")
+    concurrent = None
+    if args.fork_concurrent:
+        import threading
+        other = fx.users[0]
+        get_path = f"/api/sessions/{fx.sessions[other][0]}"
+        results, gets, stop = [], [], threading.Event()
+
+        def timed(record, method, p, headers, body):
+            started = time.perf_counter()
+            try:
+                status, _ = service.request(method, p, headers, body)
+            except OSError:  # no answer within the client's timeout
+                status = "timeout"
+            record.append(((time.perf_counter() - started) * 1000, status))
+
+        def forker():
+            timed(results, "POST", path, h, {})
+
+        def getter():
+            while not stop.is_set():
+                timed(gets, "GET", get_path, fx.headers(other), None)
+
+        lsn = pg.wal_inserted_lsn()
+        started = time.perf_counter()
+        watcher = threading.Thread(target=getter)
+        watcher.start()
+        threads = [threading.Thread(target=forker) for _ in range(args.fork_concurrent)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        watcher.join()
+        concurrent = {"n": args.fork_concurrent, "seconds": time.perf_counter() - started,
+                      "wal_mib": pg.wal_inserted_bytes(lsn) / 2**20,
+                      "statuses": sorted({str(st) for _, st in results}),
+                      "slowest_ms": max(ms for ms, _ in results),
+                      "get_p50_ms": statistics.median(ms for ms, _ in gets),
+                      "get_max_ms": max(ms for ms, _ in gets),
+                      "get_statuses": sorted({str(st) for _, st in gets})}
+    fork_id = whole[0][2]
+    reads = []
+    for _ in range(30):
+        started = time.perf_counter()
+        status, _ = service.request(
+            "GET", f"/api/sessions/{fork_id}/messages?after_seq={args.fork_messages // 2}&limit=100",
+            h, None, conn)
+        reads.append((time.perf_counter() - started) * 1000)
+        assert status == 200, status
+    conn.close()
+    times = [ms for ms, _, _ in whole]
+    return {"messages": args.fork_messages, "mib": source["transcript_bytes"] / 2**20,
+            "runs": len(whole), "p50_ms": statistics.median(times), "max_ms": max(times),
+            "wal_kib": statistics.median(w for _, w, _ in whole) / 1024,
+            "cut_ms": cut[0], "cut_wal_kib": cut[1] / 1024, "concurrent": concurrent,
+            "list_messages_ms": statistics.median(reads)}
+
+
 def settle(pg):
     """Before each measured run: the background work the previous run left
     (autovacuum, GIN pending lists, dirty buffers) is done now, not billed
@@ -730,6 +828,11 @@ def main():
     parser.add_argument("--growth-window", type=int, default=20)
     parser.add_argument("--scale-sessions", type=int, default=1_000_000)
     parser.add_argument("--scale-user-sessions", type=int, default=10_000)
+    parser.add_argument("--fork-messages", type=int, default=200_000)
+    parser.add_argument("--fork-runs", type=int, default=20)
+    parser.add_argument("--fork-concurrent", type=int, default=10)
+    parser.add_argument("--only", choices=["fork"],
+                        help="run only this section (with the fixtures it needs) and print its numbers")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = parser.parse_args()
 
@@ -743,6 +846,11 @@ def main():
     service = Service(pg, args.connections, args.port)
     service.start()
     fx = Fixture(service, args)
+    if args.only == "fork":
+        log(f"fork-session of a {args.fork_messages}-message session ...")
+        print(json.dumps(fork_cost(pg, service, fx, args), indent=2))
+        service.stop()
+        return
     service.stop()
 
     log("cold start ...")
@@ -794,6 +902,8 @@ def main():
     log(f"transcript growth to {args.growth_messages} messages ...")
     growth, export = transcript_growth(pg, service, fx, args)
     peak_rss = service.rss_kib("VmHWM")
+    log(f"fork-session of a {args.fork_messages}-message session ...")
+    forks = fork_cost(pg, service, fx, args)
 
     log(f"scale: generating {args.scale_sessions} sessions ...")
     heavy = str(uuid.uuid4())
@@ -808,6 +918,9 @@ def main():
         SELECT s.session_id, s.owner_user_id, 'owner',
                CASE WHEN random() < 0.1 THEN NULL ELSE now() - random() * interval '90 days' END
         FROM sessions s WHERE NOT EXISTS (SELECT 1 FROM session_participants p WHERE p.session_id = s.session_id);
+        INSERT INTO session_lineage (session_id, origin_id, from_seq, through_seq)
+        SELECT session_id, session_id, 1, 2147483647 FROM sessions
+        ON CONFLICT DO NOTHING;
         ANALYZE;""")
     generated_s = time.perf_counter() - started
     scale_fn = {"name": "list-user-sessions (10k of 1M)", "key": fx.key,
@@ -835,7 +948,7 @@ def main():
     service.stop()
 
     write_report(args, results, trips, cold, idle_rss, peak_rss, growth, export, search,
-                 scale_http, plans, generated_s)
+                 forks, scale_http, plans, generated_s)
     log(f"wrote {args.out}")
 
 
@@ -848,11 +961,59 @@ BEFORE_GROWTH = [
     {"size": 40_000, "p50": 375.9, "wal_kib": 744, "get": 495.2},
 ]
 BEFORE_COLD_201_MS = 95.6
+# fork-session of a 200,000-message session when forks copied the
+# transcript (migration V10), measured with `--only fork` and the release
+# binary of the commit before migration V11; see fork_cost.
+BEFORE_FORK = {
+    "p50_ms": 14987, "max_ms": 18259, "wal_mib": 1201, "cut_ms": 22637, "cut_wal_mib": 1399,
+    "list_messages_ms": 3.09,
+    # The client gave up on each fork after 120 s; the WAL is what was
+    # written until then.
+    "concurrent": {"seconds": 120, "wal_mib": 5330, "statuses": ["201", "503", "timeout"],
+                   "get_p50_ms": 1.9, "get_max_ms": 5013, "get_statuses": ["200", "503"]},
+}
 BEFORE_ROUND_TRIPS = 2
 
 
+def fork_report(forks):
+    """The fork-session section of docs/benchmarks.md."""
+    c = forks["concurrent"]
+    before_c = BEFORE_FORK["concurrent"]
+    return [
+        "",
+        f"## fork-session of a {forks['messages']:,}-message session",
+        "",
+        f"One session of {forks['messages']:,} messages of ~1 KiB ({forks['mib']:.0f} MiB, appended through",
+        f"the API as above), forked whole {forks['runs']} times one after another (time of the request,",
+        "WAL between `pg_current_wal_insert_lsn()` before and after it), once cutting through its last append,",
+        f"then {c['n']} times at once while another user reads a session (get-session in a loop);",
+        "then list-messages (100 from the middle) on a fork. Before: the release binary of the",
+        "commit before forks shared messages (each fork copied the transcript), same method. The",
+        "server runs with `full_page_writes` off (`local-pg.sh --fast`), as for every number here:",
+        "with it on, copies write more WAL still.",
+        "",
+        "| | p50 ms | max ms | WAL per fork | cut through an append: ms, WAL |",
+        "|---|---:|---:|---:|---:|",
+        f"| shared (now) | {forks['p50_ms']:.1f} | {forks['max_ms']:.1f} | {forks['wal_kib']:.0f} KiB"
+        f" | {forks['cut_ms']:.1f}, {forks['cut_wal_kib']:.0f} KiB |",
+        f"| copied (before) | {BEFORE_FORK['p50_ms']:.0f} | {BEFORE_FORK['max_ms']:.0f}"
+        f" | {BEFORE_FORK['wal_mib']:.0f} MiB | {BEFORE_FORK['cut_ms']:.0f}, {BEFORE_FORK['cut_wal_mib']:.0f} MiB |",
+        "",
+        f"| {c['n']} forks at once | all done in | WAL | fork statuses | get-session p50 / max ms | get-session statuses |",
+        "|---|---:|---:|---|---:|---|",
+        f"| shared (now) | {c['seconds']:.2f} s | {c['wal_mib'] * 1024:.0f} KiB | {', '.join(c['statuses'])}"
+        f" | {c['get_p50_ms']:.1f} / {c['get_max_ms']:.1f} | {', '.join(c['get_statuses'])} |",
+        f"| copied (before) | not within {before_c['seconds']:.0f} s | {before_c['wal_mib']:.0f} MiB"
+        f" | {', '.join(before_c['statuses'])} | {before_c['get_p50_ms']:.1f} / {before_c['get_max_ms']:.0f}"
+        f" | {', '.join(before_c['get_statuses'])} |",
+        "",
+        f"list-messages on a fork (100 messages from the middle, read from its source's rows):"
+        f" {forks['list_messages_ms']:.2f} ms (before, from its copies: {BEFORE_FORK['list_messages_ms']:.2f} ms).",
+    ]
+
+
 def write_report(args, results, trips, cold, idle_rss, peak_rss, growth, export, search,
-                 scale_http, plans, generated_s):
+                 forks, scale_http, plans, generated_s):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     pg_version = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
     no_tls = cold["no TLS (sslmode=disable)"]
@@ -902,6 +1063,9 @@ def write_report(args, results, trips, cold, idle_rss, peak_rss, growth, export,
         f"| get-session flat | {at[100]['get-session']:.2f} / {at[10_000]['get-session']:.2f} /"
         f" {at[args.growth_messages]['get-session']:.2f} ms | see below |",
         f"| appends with the search index >= 0.8 x without | {search_ratio:.2f} | {met(search_ratio >= 0.8)} |",
+        f"| fork-session of a {forks['messages']:,}-message session p50 <= 20 ms, WAL bounded |"
+        f" {forks['p50_ms']:.1f} ms, {forks['wal_kib']:.0f} KiB (before: {BEFORE_FORK['p50_ms'] / 1000:.1f} s,"
+        f" {BEFORE_FORK['wal_mib']:.0f} MiB) | {met(forks['p50_ms'] <= 20)} |",
         "",
         "## Throughput, latency and round trips",
         "",
@@ -1016,6 +1180,7 @@ def write_report(args, results, trips, cold, idle_rss, peak_rss, growth, export,
     ]
     for r in BEFORE_GROWTH:
         lines.append(f"| {r['size']:,} | {r['p50']:.1f} | {r['wal_kib']} | {r['get']:.1f} |")
+    lines += fork_report(forks)
     lines += [
         "",
         "## The transcript search index and appends",

@@ -4,18 +4,23 @@
 //! Words are taken here, not by PostgreSQL's text search parser: that
 //! parser costs about 120 ns per character, which made indexing cost
 //! several times what storing the messages does (docs/benchmarks.md). The
-//! words of one append (or of the metadata) become one stripped `tsvector`
-//! (each distinct word once), stored beside the messages and indexed with
-//! GIN; queries are answered by PostgreSQL with `@@` over that index.
+//! words of one append become stripped-down `tsvector`s (each distinct word
+//! once, with one position: the first message of the append holding it),
+//! stored beside the messages and indexed with GIN; queries are answered by
+//! PostgreSQL with `@@` over that index. An append with more words than one
+//! `tsvector` may hold gets several documents, so no word goes unindexed.
+//! The positions let a fork that cuts through an append keep only the
+//! words of the messages it shares, without reading them again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
 /// Longer runs of letters and digits (hashes, base64) are not words.
 const MAX_WORD_BYTES: usize = 64;
-/// A `tsvector` holds at most 1 MB; a document stops taking words before.
-const MAX_DOCUMENT_BYTES: usize = 900 * 1024;
+/// A `tsvector` holds at most 1 MiB of words and positions (PostgreSQL
+/// refuses more); a document stops taking words well before.
+pub const MAX_DOCUMENT_BYTES: usize = 900 * 1024;
 /// Words a query may name.
 pub const MAX_QUERY_WORDS: usize = 16;
 
@@ -36,6 +41,20 @@ pub fn words(value: &Value) -> BTreeSet<String> {
     found
 }
 
+/// The distinct words of `messages` (as [`words`] takes them), each with
+/// the position (1-based) of the first message holding it.
+pub fn message_words(messages: &[Value]) -> BTreeMap<String, u16> {
+    let mut first = BTreeMap::new();
+    for (i, message) in messages.iter().enumerate() {
+        // Positions of a tsvector go up to 16,383; appends hold at most 100.
+        let position = u16::try_from(i + 1).unwrap_or(u16::MAX).min(16_383);
+        for word in words(message) {
+            first.entry(word).or_insert(position);
+        }
+    }
+    first
+}
+
 fn split(text: &str, into: &mut BTreeSet<String>) {
     for word in text.split(|c: char| !c.is_alphanumeric()) {
         if word.is_empty() || word.len() > MAX_WORD_BYTES {
@@ -54,8 +73,9 @@ fn split(text: &str, into: &mut BTreeSet<String>) {
     }
 }
 
-/// `words` as a `tsvector` literal without positions, within the size a
-/// `tsvector` may have (words beyond it, rare, are not indexed).
+/// `words` as one `tsvector` literal without positions, for metadata: at
+/// most 64 KiB of JSON, whose words always fit one document (those beyond
+/// would not be indexed, and a warning logged).
 pub fn document(words: &BTreeSet<String>) -> String {
     let mut literal = String::new();
     let mut size = 0;
@@ -65,19 +85,49 @@ pub fn document(words: &BTreeSet<String>) -> String {
         if size > MAX_DOCUMENT_BYTES {
             tracing::warn!(
                 words = words.len(),
-                "a document has too many words to index them all"
+                "a metadata document has too many words to index them all"
             );
             break;
         }
-        if !literal.is_empty() {
-            literal.push(' ');
-        }
-        // Letters and digits only: no quote or backslash to escape.
-        literal.push('\'');
-        literal.push_str(word);
-        literal.push('\'');
+        push_word(&mut literal, word);
     }
     literal
+}
+
+/// The words of an append (`message_words`) as `tsvector` literals, each
+/// word with its first message's position, split into as many documents
+/// of at most `max_bytes` as it takes: every word is indexed.
+pub fn documents(words: &BTreeMap<String, u16>, max_bytes: usize) -> Vec<String> {
+    let mut documents = Vec::new();
+    let mut literal = String::new();
+    let mut size = 0;
+    for (word, position) in words {
+        // The word, its 4-byte header, and its position: up to 1 byte of
+        // alignment, a 2-byte count and the 2-byte position.
+        let cost = word.len() + 9;
+        if size + cost > max_bytes && !literal.is_empty() {
+            documents.push(std::mem::take(&mut literal));
+            size = 0;
+        }
+        size += cost;
+        push_word(&mut literal, word);
+        literal.push(':');
+        literal.push_str(&position.to_string());
+    }
+    if !literal.is_empty() {
+        documents.push(literal);
+    }
+    documents
+}
+
+fn push_word(literal: &mut String, word: &str) {
+    if !literal.is_empty() {
+        literal.push(' ');
+    }
+    // Letters and digits only: no quote or backslash to escape.
+    literal.push('\'');
+    literal.push_str(word);
+    literal.push('\'');
 }
 
 /// A text query: every `required` word must appear in the session, no
@@ -161,6 +211,40 @@ mod tests {
         let hash = "a".repeat(MAX_WORD_BYTES + 1);
         let found = words(&json!({"text": format!("{hash} ok")}));
         assert_eq!(document(&found), "'ok'");
+    }
+
+    #[test]
+    fn each_word_keeps_the_first_message_holding_it() {
+        let found = message_words(&[json!({"t": "Alpha beta"}), json!({"t": "beta gamma"})]);
+        let expected: BTreeMap<String, u16> = [("alpha", 1), ("beta", 1), ("gamma", 2)]
+            .map(|(w, p)| (w.to_owned(), p))
+            .into();
+        assert_eq!(found, expected);
+        assert_eq!(
+            documents(&found, MAX_DOCUMENT_BYTES),
+            ["'alpha':1 'beta':1 'gamma':2"]
+        );
+    }
+
+    #[test]
+    fn words_beyond_one_document_go_to_the_next_one() {
+        let words: BTreeMap<String, u16> = (0..1000).map(|i| (format!("w{i:04}"), 7)).collect();
+        let cap = 1000;
+        let docs = documents(&words, cap);
+        assert!(docs.len() > 1, "{} documents", docs.len());
+        let mut indexed = Vec::new();
+        for doc in &docs {
+            let entries: Vec<&str> = doc.split(' ').collect();
+            let size: usize = entries.iter().map(|e| e.len() - ":7".len() - 2 + 9).sum();
+            assert!(size <= cap, "a document of {size} bytes");
+            indexed.extend(
+                entries
+                    .iter()
+                    .map(|e| e.trim_end_matches(":7").trim_matches('\'')),
+            );
+        }
+        let all: Vec<&str> = words.keys().map(String::as_str).collect();
+        assert_eq!(indexed, all, "every word once, none dropped");
     }
 
     #[test]

@@ -62,7 +62,10 @@ async fn append_in(
 ) -> Result<JsonResponse, ApiError> {
     let messages =
         serde_json::to_value(&body.messages).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let words = search::document(&search::words(&messages));
+    let documents = search::documents(
+        &search::message_words(messages.as_array().map_or(&[], Vec::as_slice)),
+        search::MAX_DOCUMENT_BYTES,
+    );
     let permitted = roles::roles_permitted(Action::AppendMessages);
     let outcome = messages::append(
         client,
@@ -72,7 +75,7 @@ async fn append_in(
         &permitted,
         &NewMessages {
             messages: &messages,
-            words: &words,
+            documents: &documents,
         },
         state.settings.limits,
     )

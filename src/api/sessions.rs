@@ -17,7 +17,7 @@ use super::validate::JsonObject;
 use crate::auth::UserCaller;
 use crate::db::Guarded;
 use crate::db::sessions::{self, Forked, Session, SessionChanges, SessionView};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::roles::{self, Action, Role};
 use crate::search;
 use crate::state::AppState;
@@ -34,7 +34,7 @@ pub struct CreateSession {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForkSession {
-    /// Copy messages 1 to this `seq` (default: all).
+    /// The fork holds messages 1 to this `seq` (default: all).
     #[schema(minimum = 0)]
     up_to_seq: Option<i32>,
     /// The new session's metadata (default: the source's); at most 64 KiB
@@ -273,6 +273,7 @@ pub async fn delete(
 
 async fn fork_in(
     client: &impl GenericClient,
+    state: &AppState,
     caller: &UserCaller,
     session_id: Uuid,
     body: &ForkSession,
@@ -288,6 +289,7 @@ async fn fork_in(
         caller.user_id,
         body.up_to_seq,
         metadata.as_ref().zip(words.as_deref()),
+        state.settings.limits.max_fork_depth,
     )
     .await?;
     match settle_action(outcome, session_id, Action::Read, "read it")? {
@@ -303,15 +305,24 @@ async fn fork_in(
         Forked::BeyondLast { last_seq } => Err(ApiError::Validation(format!(
             "up_to_seq is beyond the session's last message ({last_seq})"
         ))),
+        Forked::TooDeep { limit } => Err(ApiError::Conflict(format!(
+            "messages up to up_to_seq already come from {limit} sessions (this one and those \
+             it was forked from), the most a fork may read from (SESSION_MAX_FORK_DEPTH): \
+             fork at an earlier message"
+        ))),
     }
 }
 
 /// A new session from this one: the same config, the caller as its owner,
-/// copies of messages 1 to `up_to_seq` (default: all) under the same
-/// numbers, and `parent_session_id`/`forked_from_seq` saying where it came
-/// from. Any participant may fork what they can read. With
-/// `Idempotency-Key`, a retry returns the first fork (410 if that fork was
-/// deleted since).
+/// messages 1 to `up_to_seq` (default: all) under the same numbers, and
+/// `parent_session_id`/`forked_from_seq` saying where it came from. The
+/// fork shares those messages rather than copying them, so it costs the
+/// same whatever the transcript's length; what either session appends
+/// afterwards is its own. Any participant may fork what they can read. A
+/// fork's messages may come from at most `SESSION_MAX_FORK_DEPTH`
+/// sessions (it, its source, and the source's own ancestors that added
+/// messages before the cut): beyond, 409. With `Idempotency-Key`, a retry
+/// returns the first fork (410 if that fork was deleted since).
 #[utoipa::path(
     post, path = "/api/sessions/{session_id}/fork", operation_id = "fork-session",
     tag = "sessions",
@@ -325,6 +336,7 @@ async fn fork_in(
         (status = 201, description = "Forked", body = Session,
          headers(("Location" = String, description = "The new session's URL"))),
         CallerProblems, TargetProblems, BodyProblems, ReplayProblems,
+        (status = 409, response = Problem),
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -342,12 +354,12 @@ pub async fn fork(
     }
     let mut client = state.db.client().await?;
     let response = match key {
-        None => fork_in(&*client, &caller, session_id, &body).await?,
+        None => fork_in(&*client, &state, &caller, session_id, &body).await?,
         Some(key) => {
             let route = format!("POST /api/sessions/{session_id}/fork");
             let hash = idempotency::request_hash(&route, caller.user_id, &body);
             idempotency::run_once(&mut client, caller.key.hash(), &key, &hash, async |tx| {
-                fork_in(tx, &caller, session_id, &body).await
+                fork_in(tx, &state, &caller, session_id, &body).await
             })
             .await?
         }

@@ -1,5 +1,8 @@
 //! `session_messages`: a session's transcript, one row per message,
-//! numbered 1, 2, 3... per session (`seq`).
+//! numbered 1, 2, 3... per session (`seq`). A row belongs to the session
+//! that appended it (its origin); a session reads its transcript through
+//! `session_lineage`: its own rows, and those it shares with the sessions
+//! it was forked from, up to where it was forked (migration V13).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -35,10 +38,10 @@ impl From<&Row> for StoredMessage {
 }
 
 /// Messages to append: a JSON array of objects, and their words for search
-/// (`search::document`).
+/// (`search::documents`: as many documents as the words need).
 pub struct NewMessages<'a> {
     pub messages: &'a Value,
-    pub words: &'a str,
+    pub documents: &'a [String],
 }
 
 /// What an append did, or which limit stopped it.
@@ -78,11 +81,10 @@ pub async fn append(
         .prepare_cached(concat!(
             with_caller!(
                 ", incoming AS (
-                 SELECT m.message, m.ord::int AS ord
+                 SELECT m.message, m.ord::int AS ord, octet_length(m.message::text)::bigint AS bytes
                  FROM jsonb_array_elements($5::jsonb) WITH ORDINALITY AS m(message, ord)
              ), totals AS (
-                 SELECT count(*)::int AS n,
-                        COALESCE(sum(octet_length(message::text)), 0)::bigint AS bytes
+                 SELECT count(*)::int AS n, COALESCE(sum(bytes), 0)::bigint AS bytes
                  FROM incoming
              ), bumped AS (
                  UPDATE sessions s
@@ -92,17 +94,21 @@ pub async fn append(
                  WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
                    AND s.message_count + totals.n <= $6
                    AND s.transcript_bytes + totals.bytes <= $7
-                 RETURNING s.message_count
+                 RETURNING s.message_count, s.transcript_bytes
              ), inserted AS (
                  INSERT INTO session_messages
-                     (session_id, seq, message, appended_by_user_id, appended_by_app_id)
+                     (session_id, seq, message, transcript_bytes,
+                      appended_by_user_id, appended_by_app_id)
                  SELECT $2, bumped.message_count - totals.n + incoming.ord, incoming.message,
+                        bumped.transcript_bytes - totals.bytes
+                            + sum(incoming.bytes) OVER (ORDER BY incoming.ord),
                         $3, app.app_id
                  FROM bumped, totals, incoming, app
              ), indexed AS (
-                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
-                 SELECT $2, bumped.message_count - totals.n + 1, bumped.message_count, $8::text::tsvector
-                 FROM bumped, totals
+                 INSERT INTO session_search (session_id, first_seq, last_seq, part, words)
+                 SELECT $2, bumped.message_count - totals.n + 1, bumped.message_count,
+                        d.part::int - 1, d.words::tsvector
+                 FROM bumped, totals, unnest($8::text[]) WITH ORDINALITY AS d (words, part)
              ), active AS (
                  UPDATE session_participants SET last_active_at = now()
                  WHERE session_id = $2 AND user_id = $3 AND EXISTS (SELECT 1 FROM bumped)
@@ -127,7 +133,7 @@ pub async fn append(
                 new.messages,
                 &limits.max_messages,
                 &limits.max_transcript_bytes,
-                &new.words,
+                &new.documents,
             ],
         )
         .await?;
@@ -169,7 +175,11 @@ pub enum Direction {
 }
 
 /// Up to `limit` messages in `direction`, if the caller participates
-/// (`Ok(None)` otherwise). A keyset read of the primary key.
+/// (`Ok(None)` otherwise). Numbers run 1..=message_count without gaps, so
+/// the page is the window of `limit` numbers next to `seq`: each segment of
+/// the session's lineage is read by a keyset range of the primary key
+/// within that window (a `LIMIT` per segment keeps PostgreSQL's generic
+/// plan on the index), and the page costs the same wherever it starts.
 pub async fn page(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -185,23 +195,41 @@ pub async fn page(
                 guarded_select!(
                     ", m.seq, m.created_at, m.message",
                     " LEFT JOIN LATERAL (
-                     SELECT seq, created_at, message FROM session_messages
-                     WHERE caller.role IS NOT NULL AND session_id = $2 AND seq > $4
-                     ORDER BY seq LIMIT $5
+                     SELECT m.seq, m.created_at, m.message
+                     FROM session_lineage l
+                     CROSS JOIN LATERAL (
+                         SELECT seq, created_at, message FROM session_messages
+                         WHERE session_id = l.origin_id
+                           AND seq > $4::int AND seq <= LEAST(l.through_seq, $4::int + $5::bigint)
+                         ORDER BY seq LIMIT $5
+                     ) m
+                     WHERE caller.role IS NOT NULL AND l.session_id = $2
+                     ORDER BY m.seq LIMIT $5
                  ) m ON true"
                 )
             ),
             seq,
         ),
+        // The window ends at the last message: `before_seq` may be any
+        // larger number.
         Direction::Before(seq) => (
             concat!(
                 with_caller!(" "),
                 guarded_select!(
                     ", m.seq, m.created_at, m.message",
                     " LEFT JOIN LATERAL (
-                     SELECT seq, created_at, message FROM session_messages
-                     WHERE caller.role IS NOT NULL AND session_id = $2 AND seq < $4
-                     ORDER BY seq DESC LIMIT $5
+                     SELECT m.seq, m.created_at, m.message
+                     FROM sessions s
+                     JOIN session_lineage l ON l.session_id = s.session_id
+                     CROSS JOIN LATERAL (
+                         SELECT seq, created_at, message FROM session_messages
+                         WHERE session_id = l.origin_id
+                           AND seq < LEAST($4::int, s.message_count + 1) AND seq <= l.through_seq
+                           AND seq >= LEAST($4::int, s.message_count + 1) - $5::bigint
+                         ORDER BY seq DESC LIMIT $5
+                     ) m
+                     WHERE caller.role IS NOT NULL AND s.session_id = $2
+                     ORDER BY m.seq DESC LIMIT $5
                  ) m ON true"
                 )
             ),
@@ -227,7 +255,7 @@ pub async fn page(
 /// Messages `after < seq <= through`, oldest first, at most `limit`: one
 /// page of an export, whose caller was checked when it began. Messages
 /// never change once appended, so the pages form the transcript as it was
-/// then.
+/// then. Empty once the session is deleted (its lineage goes with it).
 pub async fn export_page(
     client: &impl GenericClient,
     session_id: Uuid,
@@ -237,13 +265,86 @@ pub async fn export_page(
 ) -> Result<Vec<StoredMessage>, DbError> {
     let stmt = client
         .prepare_cached(
-            "SELECT seq, created_at, message FROM session_messages
-             WHERE session_id = $1 AND seq > $2 AND seq <= $3
-             ORDER BY seq LIMIT $4",
+            "SELECT m.seq, m.created_at, m.message
+             FROM session_lineage l
+             CROSS JOIN LATERAL (
+                 SELECT seq, created_at, message FROM session_messages
+                 WHERE session_id = l.origin_id
+                   AND seq > $2::int AND seq <= LEAST(l.through_seq, $3::int, $2::int + $4::bigint)
+                 ORDER BY seq LIMIT $4
+             ) m
+             WHERE l.session_id = $1
+             ORDER BY m.seq",
         )
         .await?;
     let rows = client
         .query(&stmt, &[&session_id, &after, &through, &limit])
         .await?;
     Ok(rows.iter().map(StoredMessage::from).collect())
+}
+
+/// Rows (messages and search documents) deleted per statement by [`sweep`].
+const SWEEP_BATCH: i64 = 1000;
+
+/// Deletes the messages and documents that no session reads any more:
+/// those of deleted sessions (queued by migration V13's trigger) beyond
+/// what the forks that share them read, a batch per statement, until the
+/// queue is empty; returns how many rows. Each statement sees what was
+/// committed when it began, and a fork only ever shares what its source
+/// (alive then) reads, so nothing a session can read is deleted. Queue
+/// entries another sweep holds are skipped.
+pub async fn sweep(client: &impl GenericClient) -> Result<u64, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH queued AS (
+                 SELECT id, origin_id FROM transcripts_to_sweep
+                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+             ), kept AS (
+                 -- How far sessions still read the origin's rows: all of
+                 -- them while it exists (its own lineage row).
+                 SELECT q.id, q.origin_id,
+                        COALESCE((SELECT max(l.through_seq) FROM session_lineage l
+                                  WHERE l.origin_id = q.origin_id), 0) AS through_seq
+                 FROM queued q
+             ), messages AS (
+                 DELETE FROM session_messages m
+                 USING kept k, LATERAL (
+                     SELECT seq FROM session_messages
+                     WHERE session_id = k.origin_id AND seq > k.through_seq
+                     ORDER BY seq DESC LIMIT $1
+                 ) doomed
+                 WHERE m.session_id = k.origin_id AND m.seq = doomed.seq
+                 RETURNING 1
+             ), documents AS (
+                 -- Readers see documents ending within what they read; the
+                 -- metadata's (first_seq 0) only the session's own.
+                 DELETE FROM session_search d
+                 USING kept k, LATERAL (
+                     SELECT first_seq, last_seq, part FROM session_search
+                     WHERE session_id = k.origin_id
+                       AND (last_seq > k.through_seq
+                            OR (first_seq = 0 AND k.through_seq < 2147483647))
+                     LIMIT $1
+                 ) doomed
+                 WHERE d.session_id = k.origin_id AND d.first_seq = doomed.first_seq
+                   AND d.last_seq = doomed.last_seq AND d.part = doomed.part
+                 RETURNING 1
+             ), done AS (
+                 DELETE FROM transcripts_to_sweep t USING kept k
+                 WHERE t.id = k.id
+                   AND (SELECT count(*) FROM messages) < $1
+                   AND (SELECT count(*) FROM documents) < $1
+             )
+             SELECT (SELECT count(*) FROM queued) AS queued,
+                    (SELECT count(*) FROM messages) + (SELECT count(*) FROM documents) AS deleted",
+        )
+        .await?;
+    let mut deleted = 0;
+    loop {
+        let row = client.query_one(&stmt, &[&SWEEP_BATCH]).await?;
+        deleted += row.get::<_, i64>("deleted") as u64;
+        if row.get::<_, i64>("queued") == 0 {
+            return Ok(deleted);
+        }
+    }
 }

@@ -262,7 +262,9 @@ pub struct SessionFilter<'a> {
 /// through. The statement reads the `idx_session_participants_user_activity`
 /// index in order from the cursor; a text query probes each session's
 /// documents (`session_search`) through `idx_session_search`, one word at
-/// a time (session id and word are the index's keys).
+/// a time (session id and word are the index's keys), for each session its
+/// messages come from (`session_lineage`: itself, and for a fork the
+/// documents of what it shares, those ending at or before its cut).
 ///
 /// The statement names only the filters given (one cached statement per
 /// combination). A catch-all condition such as `($4 IS NULL OR s.status =
@@ -311,8 +313,11 @@ pub async fn sessions_of_user(
                 "NOT EXISTS (
                    SELECT 1 FROM unnest({0}::text[]) AS w (word)
                    WHERE NOT EXISTS (
-                       SELECT 1 FROM session_search d
-                       WHERE d.session_id = p.session_id AND d.words @@ w.word::tsquery))",
+                       SELECT 1 FROM session_lineage l
+                       JOIN session_search d
+                         ON d.session_id = l.origin_id AND d.last_seq <= l.through_seq
+                       WHERE l.session_id = p.session_id AND d.words @@ w.word::tsquery
+                         AND (d.first_seq > 0 OR l.origin_id = p.session_id)))",
                 &[&query.required],
             );
         }
@@ -320,8 +325,11 @@ pub async fn sessions_of_user(
             statement.and(
                 "NOT EXISTS (
                    SELECT 1 FROM unnest({0}::text[]) AS w (word)
+                   JOIN session_lineage l ON l.session_id = p.session_id
                    JOIN session_search d
-                     ON d.session_id = p.session_id AND d.words @@ w.word::tsquery)",
+                     ON d.session_id = l.origin_id AND d.last_seq <= l.through_seq
+                    AND d.words @@ w.word::tsquery
+                    AND (d.first_seq > 0 OR l.origin_id = p.session_id))",
                 &[&query.excluded],
             );
         }

@@ -140,7 +140,8 @@ impl Database {
         let stmt = client
             .prepare_cached(
                 "SELECT NULL FROM applications, configs, sessions, session_participants,
-                                  session_messages, session_search, users, idempotency_keys
+                                  session_messages, session_search, session_lineage,
+                                  transcripts_to_sweep, users, idempotency_keys
                  LIMIT 0",
             )
             .await?;
@@ -231,15 +232,17 @@ where
         .build()
         .map_err(|e| DbError::Other(format!("cannot build pool: {e}")))?;
     tracing::info!(max_size = settings.pool_max_size, "database pool ready");
-    sweep_idempotency_records(pool.clone(), settings.idempotency_sweep_interval);
+    sweep(pool.clone(), settings.idempotency_sweep_interval);
     Ok(pool)
 }
 
-/// Deletes expired idempotency records every `interval`, for as long as the
-/// pool is open. A background sweep rather than one on each write: it costs
-/// requests nothing, and records expire even when writes stop. (While no
-/// instance runs, nothing is swept: nothing can read them then either.)
-fn sweep_idempotency_records(pool: Pool, interval: std::time::Duration) {
+/// Deletes expired idempotency records, and the messages of deleted
+/// sessions that no fork shares, every `interval`, for as long as the pool
+/// is open. A background sweep rather than work on each request: it costs
+/// requests nothing (deleting a session of any size is one small
+/// statement), and runs even when writes stop. (While no instance runs,
+/// nothing is swept: nothing can read those rows then either.)
+fn sweep(pool: Pool, interval: std::time::Duration) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
@@ -247,7 +250,7 @@ fn sweep_idempotency_records(pool: Pool, interval: std::time::Duration) {
                 Ok(client) => client,
                 Err(deadpool_postgres::PoolError::Closed) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "idempotency sweep: no connection");
+                    tracing::warn!(error = %e, "sweep: no connection");
                     continue;
                 }
             };
@@ -255,6 +258,11 @@ fn sweep_idempotency_records(pool: Pool, interval: std::time::Duration) {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "expired idempotency records deleted"),
                 Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
+            }
+            match super::messages::sweep(&client).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "rows of deleted transcripts deleted"),
+                Err(e) => tracing::warn!(error = %e, "transcript sweep failed"),
             }
         }
     });

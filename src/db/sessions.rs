@@ -35,7 +35,7 @@ pub struct Session {
     pub metadata: Value,
     /// The session this one was forked from (`null` once that is deleted).
     pub parent_session_id: Option<Uuid>,
-    /// The last message copied from the parent.
+    /// The last message shared with the parent.
     pub forked_from_seq: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -112,9 +112,12 @@ pub async fn create(
                  SELECT c.config_id, $3::uuid, app.app_id, $4::jsonb
                  FROM configs c, app WHERE app.is_active AND c.config_id = $2
                  RETURNING *
+             ), lineage AS (
+                 INSERT INTO session_lineage (session_id, origin_id, from_seq, through_seq)
+                 SELECT session_id, session_id, 1, 2147483647 FROM new_session
              ), metadata_words AS (
-                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
-                 SELECT session_id, 0, 0, $5::text::tsvector FROM new_session
+                 INSERT INTO session_search (session_id, first_seq, last_seq, part, words)
+                 SELECT session_id, 0, 0, 0, $5::text::tsvector FROM new_session
              )",
                 owner_rows!(),
                 " "
@@ -203,9 +206,9 @@ pub async fn update(
                  UPDATE session_participants SET last_active_at = now()
                  WHERE session_id = $2 AND user_id = $3 AND EXISTS (SELECT 1 FROM updated)
              ), metadata_words AS (
-                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
-                 SELECT session_id, 0, 0, $7::text::tsvector FROM updated WHERE $7::text::tsvector IS NOT NULL
-                 ON CONFLICT (session_id, first_seq) DO UPDATE SET words = EXCLUDED.words
+                 INSERT INTO session_search (session_id, first_seq, last_seq, part, words)
+                 SELECT session_id, 0, 0, 0, $7::text::tsvector FROM updated WHERE $7::text::tsvector IS NOT NULL
+                 ON CONFLICT (session_id, first_seq, last_seq, part) DO UPDATE SET words = EXCLUDED.words
              ) "
             ),
             guarded_select!(
@@ -233,8 +236,10 @@ pub async fn update(
     })
 }
 
-/// Deletes the session (participants and messages cascade) if the
-/// caller's role is in `permitted`.
+/// Deletes the session (participants and lineage cascade) if the caller's
+/// role is in `permitted`. Its messages are deleted later by the sweep
+/// (`messages::sweep`), except those its forks share: the request costs
+/// the same whatever the transcript.
 pub async fn delete(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -297,13 +302,22 @@ pub enum Forked {
     BeyondLast {
         last_seq: i32,
     },
+    /// Messages up to the cut come from `limit` sessions already (the
+    /// source and its ancestors): the fork would read from one more.
+    TooDeep {
+        limit: i32,
+    },
 }
 
 /// A new session owned by `caller`, with the source's config, its
-/// metadata (or `metadata`), and copies of its messages `1..=up_to_seq`
+/// metadata (or `metadata`), and the source's messages `1..=up_to_seq`
 /// (default: all) under the same numbers, if the caller participates in
-/// the source. One statement: the copy is consistent because messages
-/// never change once appended.
+/// the source and the fork's lineage (the source's, cut at `up_to_seq`,
+/// and its own) has at most `max_depth` segments. One statement, whose
+/// cost does not depend on the transcript: the fork shares the messages
+/// (a lineage row per session they come from), and its size is the
+/// running size recorded with the message at the cut. Messages never
+/// change once appended, so what is shared stays as it was.
 pub async fn fork(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -311,59 +325,82 @@ pub async fn fork(
     caller: Uuid,
     up_to_seq: Option<i32>,
     metadata: Option<(&Value, &str)>,
+    max_depth: i32,
 ) -> Result<Guarded<Forked>, DbError> {
     let stmt = client
         .prepare_cached(concat!(
             with_caller!(
                 ", source AS (
-                 SELECT s.config_id, s.metadata, s.message_count, s.transcript_bytes
+                 SELECT s.config_id, s.metadata, s.message_count
                  FROM sessions s, caller WHERE s.session_id = $2
              ), cut AS (
                  SELECT COALESCE($4::int, message_count) AS up_to FROM source
+             ), ancestry AS (
+                 -- The source's lineage cut at up_to: the segments holding
+                 -- messages 1..up_to.
+                 SELECT l.origin_id, l.from_seq, LEAST(l.through_seq, cut.up_to) AS through_seq,
+                        l.through_seq AS source_through
+                 FROM session_lineage l, cut
+                 WHERE l.session_id = $2 AND l.from_seq <= cut.up_to
+             ), last_message AS (
+                 SELECT m.transcript_bytes
+                 FROM ancestry a, cut, session_messages m
+                 WHERE a.through_seq = cut.up_to
+                   AND m.session_id = a.origin_id AND m.seq = cut.up_to
              ), new_session AS (
                  INSERT INTO sessions (config_id, owner_user_id, created_by_app_id, metadata,
                                        message_count, transcript_bytes,
                                        parent_session_id, forked_from_seq)
                  SELECT source.config_id, $3, app.app_id, COALESCE($5::jsonb, source.metadata),
-                        cut.up_to,
-                        CASE WHEN cut.up_to = source.message_count THEN source.transcript_bytes
-                             ELSE (SELECT COALESCE(sum(octet_length(m.message::text)), 0)
-                                   FROM session_messages m
-                                   WHERE m.session_id = $2 AND m.seq <= cut.up_to)
-                        END,
+                        cut.up_to, COALESCE((SELECT transcript_bytes FROM last_message), 0),
                         $2, cut.up_to
                  FROM source, cut, app
                  WHERE cut.up_to <= source.message_count
+                   AND (SELECT count(*) FROM ancestry) < $7
                  RETURNING *
-             ), copied AS (
-                 INSERT INTO session_messages (session_id, seq, created_at, message,
-                                               appended_by_user_id, appended_by_app_id)
-                 SELECT new_session.session_id, m.seq, m.created_at, m.message,
-                        m.appended_by_user_id, m.appended_by_app_id
-                 FROM new_session JOIN session_messages m
-                   ON m.session_id = $2 AND m.seq <= new_session.forked_from_seq
-             ), copied_words AS (
-                 -- The source's documents of the copied appends and, for an
-                 -- append the fork cuts through, the copied messages' words
-                 -- (PostgreSQL's parser, as the migration did); the metadata's.
-                 INSERT INTO session_search (session_id, first_seq, last_seq, words)
-                 SELECT n.session_id, d.first_seq, d.last_seq, d.words
-                 FROM new_session n
-                 JOIN session_search d ON d.session_id = $2 AND d.first_seq > 0
-                                      AND d.last_seq <= n.forked_from_seq
+             ), lineage AS (
+                 INSERT INTO session_lineage (session_id, origin_id, from_seq, through_seq)
+                 SELECT n.session_id, a.origin_id, a.from_seq, a.through_seq
+                 FROM new_session n, ancestry a
                  UNION ALL
-                 SELECT n.session_id, d.first_seq, n.forked_from_seq,
-                        (SELECT strip(jsonb_to_tsvector('simple', jsonb_agg(m.message), '[\"string\"]'))
-                         FROM session_messages m
-                         WHERE m.session_id = $2 AND m.seq BETWEEN d.first_seq AND n.forked_from_seq)
+                 SELECT n.session_id, n.session_id, n.forked_from_seq + 1, 2147483647
                  FROM new_session n
-                 JOIN session_search d ON d.session_id = $2 AND d.first_seq > 0
-                                      AND d.first_seq <= n.forked_from_seq
-                                      AND d.last_seq > n.forked_from_seq
-                 UNION ALL
-                 SELECT n.session_id, 0, 0,
+             ), cut_append AS (
+                 -- The append the cut goes through, if any, as the source
+                 -- sees it: its documents start at the latest first_seq at
+                 -- or before the cut; the shortest one ending after it.
+                 SELECT d.session_id, d.first_seq, min(d.last_seq) AS last_seq
+                 FROM ancestry a
+                 CROSS JOIN cut
+                 CROSS JOIN LATERAL (
+                     SELECT max(first_seq) AS first_seq FROM session_search
+                     WHERE session_id = a.origin_id AND first_seq BETWEEN 1 AND cut.up_to
+                 ) latest
+                 JOIN session_search d
+                   ON d.session_id = a.origin_id AND d.first_seq = latest.first_seq
+                  AND d.last_seq > cut.up_to AND d.last_seq <= a.source_through
+                 WHERE a.through_seq = cut.up_to
+                 GROUP BY d.session_id, d.first_seq
+             ), cut_words AS (
+                 -- Its words up to the cut, from each word's first message
+                 -- (the position): a subset of documents that fit, stored
+                 -- with the origin's for every fork at this cut.
+                 INSERT INTO session_search (session_id, first_seq, last_seq, part, words)
+                 SELECT d.session_id, d.first_seq, cut.up_to, d.part,
+                        ts_delete(d.words, ARRAY(
+                            SELECT u.lexeme FROM unnest(d.words) u
+                            WHERE u.positions[1] > cut.up_to - d.first_seq + 1))
+                 FROM new_session n, cut, cut_append c
+                 JOIN session_search d
+                   ON d.session_id = c.session_id AND d.first_seq = c.first_seq
+                  AND d.last_seq = c.last_seq
+                 ON CONFLICT DO NOTHING
+             ), metadata_words AS (
+                 INSERT INTO session_search (session_id, first_seq, last_seq, part, words)
+                 SELECT n.session_id, 0, 0, 0,
                         COALESCE($6::text::tsvector,
-                                 (SELECT words FROM session_search WHERE session_id = $2 AND first_seq = 0),
+                                 (SELECT words FROM session_search
+                                  WHERE session_id = $2 AND first_seq = 0 AND last_seq = 0 AND part = 0),
                                  ''::tsvector)
                  FROM new_session n
              )",
@@ -371,8 +408,8 @@ pub async fn fork(
                 " "
             ),
             guarded_select!(
-                ", source.message_count AS source_count, new_session.*",
-                " LEFT JOIN source ON true LEFT JOIN new_session ON true")
+                ", source.message_count AS source_count, cut.up_to, new_session.*",
+                " LEFT JOIN source ON true LEFT JOIN cut ON true LEFT JOIN new_session ON true")
         ))
         .await?;
     let row = client
@@ -385,15 +422,22 @@ pub async fn fork(
                 &up_to_seq,
                 &metadata.map(|(metadata, _)| metadata),
                 &metadata.map(|(_, words)| words),
+                &i64::from(max_depth),
             ],
         )
         .await?;
     Guarded::from_row(&row, |row| {
-        Ok(Some(match row.get::<_, Option<Uuid>>("session_id") {
-            Some(_) => Forked::Done(Box::new(Session::from(row))),
-            None => Forked::BeyondLast {
-                last_seq: row.get("source_count"),
-            },
+        if row.get::<_, Option<Uuid>>("session_id").is_some() {
+            return Ok(Some(Forked::Done(Box::new(Session::from(row)))));
+        }
+        // A participant's session exists in the statement's snapshot.
+        let Some(last_seq) = row.get::<_, Option<i32>>("source_count") else {
+            return Ok(None);
+        };
+        Ok(Some(if row.get::<_, i32>("up_to") > last_seq {
+            Forked::BeyondLast { last_seq }
+        } else {
+            Forked::TooDeep { limit: max_depth }
         }))
     })
 }

@@ -15,6 +15,7 @@ mod errors;
 mod exhaustion;
 mod fake_azure;
 mod faults;
+mod forks;
 mod functions;
 mod health;
 mod helpers;

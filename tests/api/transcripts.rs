@@ -219,7 +219,7 @@ async fn export_streams_the_session_then_every_message() {
 }
 
 #[tokio::test]
-async fn fork_copies_messages_up_to_a_seq_into_a_session_of_the_caller() {
+async fn a_fork_holds_messages_up_to_a_seq_in_a_session_of_the_caller() {
     let app = spawn_app().await;
     let f = app.fixture().await;
     let viewer = Uuid::new_v4();
@@ -454,6 +454,109 @@ async fn user_sessions_filter_by_status_config_and_words() {
     expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
 }
 
+/// `count` distinct words, `{prefix}000000` upwards (sorted as numbered).
+fn distinct_words(prefix: &str, count: usize) -> String {
+    (0..count)
+        .map(|i| format!("{prefix}{i:06}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Sessions of `user` that `q` finds.
+async fn found(app: &TestApp, key: &str, user: Uuid, q: &str) -> Vec<String> {
+    let response = app
+        .as_user(app.get(&format!("/api/users/me/sessions?q={q}")), key, user)
+        .send()
+        .await
+        .unwrap();
+    expect_status(response, StatusCode::OK).await["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// One message of 130,000 distinct words, within the default request
+/// limit (`MAX_BODY_BYTES`, 1 MiB): more than one search document holds,
+/// and every one of them is found, the last one too, and excludes.
+#[tokio::test]
+async fn every_word_of_a_large_append_is_searchable() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let text = distinct_words("z", 130_000);
+    let body = json!({"messages": [{"title": "haystack", "text": text}]});
+    assert!(serde_json::to_vec(&body).unwrap().len() <= 1024 * 1024);
+    append(&app, &f, f.owner, body["messages"].clone()).await;
+    for q in ["z000000", "z065000", "z129999", "haystack+z129999"] {
+        assert_eq!(
+            found(&app, &f.key, f.owner, q).await,
+            [f.session_id.as_str()],
+            "{q}"
+        );
+    }
+    assert!(
+        found(&app, &f.key, f.owner, "haystack+-z129999")
+            .await
+            .is_empty()
+    );
+    assert!(found(&app, &f.key, f.owner, "z130000").await.is_empty());
+    assert!(
+        app.scalar::<i64>(
+            "SELECT count(*) FROM session_search WHERE first_seq > 0",
+            &[]
+        )
+        .await
+            > 1,
+        "one document cannot hold these words"
+    );
+}
+
+/// A fork cutting through an append whose first message alone has more
+/// words than one document holds (and more than PostgreSQL's parser can
+/// put in a `tsvector`): 201, and it is found by that message's words and
+/// not by those after the cut.
+#[tokio::test]
+async fn a_fork_through_a_large_append_is_found_by_the_words_up_to_the_cut() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let messages = json!([
+        {"text": distinct_words("y", 120_000)},
+        {"text": "tailonly"},
+    ]);
+    let first = append(&app, &f, f.owner, messages).await["first_seq"]
+        .as_i64()
+        .unwrap();
+    let response = app
+        .as_user(
+            app.post(&format!("/api/sessions/{}/fork", f.session_id)),
+            &f.key,
+            f.owner,
+        )
+        .json(&json!({"up_to_seq": first}))
+        .send()
+        .await
+        .unwrap();
+    let fork = expect_status(response, StatusCode::CREATED).await;
+    let fork_id = fork["session_id"].as_str().unwrap();
+    assert_eq!(fork["message_count"], first);
+    let mut both = vec![f.session_id.clone(), fork_id.to_owned()];
+    both.sort();
+    for q in ["y000000", "y119999"] {
+        let mut ids = found(&app, &f.key, f.owner, q).await;
+        ids.sort();
+        assert_eq!(ids, both, "{q}");
+    }
+    assert_eq!(
+        found(&app, &f.key, f.owner, "tailonly").await,
+        [f.session_id.as_str()]
+    );
+    assert_eq!(
+        found(&app, &f.key, f.owner, "y119999+-tailonly").await,
+        [fork_id]
+    );
+}
+
 #[tokio::test]
 async fn session_limits_are_409s_naming_the_limit() {
     let app = spawn_app_with(&[
@@ -569,4 +672,128 @@ async fn the_migration_moves_old_transcripts_in_order() {
         .unwrap()
         .get(0);
     assert_eq!(column, 0, "the old column is gone");
+}
+
+/// A database as migration V10 left it, before forks shared messages: forks
+/// made then keep their copies; a document of several messages gets each
+/// word's first message, so a new fork cutting through it is found by the
+/// words up to the cut only; messages get their running size, so a new
+/// fork's `transcript_bytes` is right.
+#[tokio::test]
+async fn the_migrations_keep_old_forks_and_documents_right() {
+    let database_url = fresh_database(&admin_url()).await;
+    let config: tokio_postgres::Config = database_url.parse().unwrap();
+    let tls = tokio_postgres::NoTls;
+    amplifier_sessions::db::migrate::run_until(&config, tls, 10)
+        .await
+        .unwrap();
+    let user = Uuid::new_v4();
+    let db = pg_connect(&database_url).await;
+    db.execute(
+        "INSERT INTO configs (config_id, name, yaml_content) VALUES
+             ('00000000-0000-4000-8000-00000000c0f1', 'c', 'a: 1')",
+        &[],
+    )
+    .await
+    .unwrap();
+    // A session of five messages appended at once, and a fork of it at 3
+    // holding copies of messages 1-3 and the cut document, as V10 made them.
+    db.batch_execute(&format!(
+        "INSERT INTO sessions (session_id, config_id, owner_user_id, message_count, metadata,
+                               parent_session_id, forked_from_seq) VALUES
+             ('00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-00000000c0f1',
+              '{user}', 5, '{{}}', NULL, NULL),
+             ('00000000-0000-4000-8000-0000000000a2', '00000000-0000-4000-8000-00000000c0f1',
+              '{user}', 3, '{{}}', '00000000-0000-4000-8000-0000000000a1', 3);
+         INSERT INTO session_participants (session_id, user_id, role) VALUES
+             ('00000000-0000-4000-8000-0000000000a1', '{user}', 'owner'),
+             ('00000000-0000-4000-8000-0000000000a2', '{user}', 'owner');
+         INSERT INTO session_messages (session_id, seq, message)
+         SELECT s, n, jsonb_build_object('text', w)
+         FROM unnest(ARRAY['alpha', 'bravo', 'charlie Alpha', 'delta', 'echo']) WITH ORDINALITY AS t (w, n),
+              unnest(ARRAY['00000000-0000-4000-8000-0000000000a1',
+                           '00000000-0000-4000-8000-0000000000a2']::uuid[]) AS s
+         WHERE s = '00000000-0000-4000-8000-0000000000a1' OR n <= 3;
+         UPDATE sessions s SET transcript_bytes =
+             (SELECT sum(octet_length(message::text)) FROM session_messages m
+              WHERE m.session_id = s.session_id);
+         INSERT INTO session_search (session_id, first_seq, last_seq, words) VALUES
+             ('00000000-0000-4000-8000-0000000000a1', 0, 0, ''),
+             ('00000000-0000-4000-8000-0000000000a1', 1, 5, 'alpha bravo charlie delta echo'),
+             ('00000000-0000-4000-8000-0000000000a2', 0, 0, ''),
+             ('00000000-0000-4000-8000-0000000000a2', 1, 3, 'alpha bravo charlie');"
+    ))
+    .await
+    .unwrap();
+    amplifier_sessions::db::migrate::run(&config, tls, None)
+        .await
+        .unwrap();
+    let words: String = db
+        .query_one(
+            "SELECT words::text FROM session_search
+             WHERE session_id = '00000000-0000-4000-8000-0000000000a1' AND first_seq = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(words, "'alpha':1 'bravo':2 'charlie':3 'delta':4 'echo':5");
+
+    let app = spawn_app_on(&database_url, &[]).await;
+    let key = app.create_application("migrated-app").await;
+    let f = |session: &str| Fixture {
+        key: key.clone(),
+        owner: user,
+        session_id: session.to_owned(),
+    };
+    let (root, old_fork) = (
+        "00000000-0000-4000-8000-0000000000a1",
+        "00000000-0000-4000-8000-0000000000a2",
+    );
+    let texts = |page: Value| -> Vec<String> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message"]["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let path = |session: &str| format!("/api/sessions/{session}/messages");
+    assert_eq!(
+        texts(get_json(&app, &f(old_fork), user, &path(old_fork)).await),
+        ["alpha", "bravo", "charlie Alpha"]
+    );
+    let fork = |session: &'static str, up_to: i32| {
+        let request = app
+            .as_user(
+                app.post(&format!("/api/sessions/{session}/fork")),
+                &key,
+                user,
+            )
+            .json(&json!({ "up_to_seq": up_to }));
+        async move { expect_status(request.send().await.unwrap(), StatusCode::CREATED).await }
+    };
+    let new_fork = fork(root, 2).await;
+    let new_id = new_fork["session_id"].as_str().unwrap().to_owned();
+    let bytes = (r#"{"text": "alpha"}"#.len() + r#"{"text": "bravo"}"#.len()) as i64;
+    assert_eq!(new_fork["transcript_bytes"], bytes);
+    assert_eq!(
+        texts(get_json(&app, &f(&new_id), user, &path(&new_id)).await),
+        ["alpha", "bravo"]
+    );
+    let of_old = fork(old_fork, 2).await;
+    assert_eq!(of_old["transcript_bytes"], bytes);
+    let of_old_id = of_old["session_id"].as_str().unwrap().to_owned();
+
+    let mut expected = vec![root.to_owned(), old_fork.to_owned()];
+    expected.sort();
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+    assert_eq!(sorted(found(&app, &key, user, "charlie").await), expected);
+    assert_eq!(found(&app, &key, user, "delta").await, [root]);
+    let mut with_bravo = vec![root.to_owned(), old_fork.to_owned(), new_id, of_old_id];
+    with_bravo.sort();
+    assert_eq!(sorted(found(&app, &key, user, "bravo").await), with_bravo);
 }
