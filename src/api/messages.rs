@@ -241,19 +241,24 @@ pub async fn list(
         (None, Some(before)) => Direction::Before(before),
     };
     let client = state.db.client().await?;
-    let mut messages = messages::page(
+    let page = messages::page(
         &*client,
         caller.key.hash(),
         session_id,
         caller.user_id,
         direction,
-        limit + 1,
+        limit,
     )
     .await?
     .ok_or_else(|| not_found(session_id))?;
-    let more = messages.len() as i64 > limit;
-    messages.truncate(limit as usize);
-    let next = more.then(|| messages.last().map(|m| m.seq)).flatten();
+    // Pages end at `limit` messages or at `messages::PAGE_BYTES`, so
+    // whether more follow is read off the numbers (they have no gaps).
+    let last = page.messages.last().map(|m| m.seq);
+    let next = match direction {
+        Direction::After(_) => last.filter(|&seq| seq < page.message_count),
+        Direction::Before(_) => last.filter(|&seq| seq > 1),
+    };
+    let messages = page.messages;
     let (next_after_seq, next_before_seq) = match direction {
         Direction::After(_) => (next, None),
         Direction::Before(_) => (None, next),

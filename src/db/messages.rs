@@ -16,6 +16,13 @@ use super::DbError;
 use super::caller::{Guarded, check_key, guarded_select, with_caller};
 use crate::settings::SessionLimits;
 
+/// The bytes of messages (their JSON text) a page of list-messages or of
+/// an export holds at most, besides its first message (each at most
+/// `MAX_BODY_BYTES`): a page ends early rather than pass it, and its cursor
+/// goes on from there. So memory per request is bounded by bytes, not by
+/// a count of messages of any size.
+pub const PAGE_BYTES: i64 = 256 * 1024;
+
 /// One message of a transcript.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StoredMessage {
@@ -187,13 +194,14 @@ pub async fn page(
     caller: Uuid,
     direction: Direction,
     limit: i64,
-) -> Result<Option<Vec<StoredMessage>>, DbError> {
+) -> Result<Option<Page>, DbError> {
     let (sql, from) = match direction {
         Direction::After(seq) => (
             concat!(
                 with_caller!(" "),
                 guarded_select!(
-                    ", m.seq, m.created_at, m.message",
+                    ", m.seq, m.created_at, m.message,
+                     (SELECT message_count FROM sessions WHERE session_id = $2) AS message_count",
                     " LEFT JOIN LATERAL (
                      SELECT m.seq, m.created_at, m.message
                      FROM session_lineage l
@@ -201,6 +209,11 @@ pub async fn page(
                          SELECT seq, created_at, message FROM session_messages
                          WHERE session_id = l.origin_id
                            AND seq > $4::int AND seq <= LEAST(l.through_seq, $4::int + $5::bigint)
+                           AND (seq = $4::int + 1 OR transcript_bytes <= $6::bigint + (
+                               SELECT COALESCE(max(b.transcript_bytes), 0)
+                               FROM session_lineage bl
+                               JOIN session_messages b ON b.session_id = bl.origin_id AND b.seq = $4::int
+                               WHERE bl.session_id = $2 AND $4::int BETWEEN bl.from_seq AND bl.through_seq))
                          ORDER BY seq LIMIT $5
                      ) m
                      WHERE caller.role IS NOT NULL AND l.session_id = $2
@@ -216,7 +229,8 @@ pub async fn page(
             concat!(
                 with_caller!(" "),
                 guarded_select!(
-                    ", m.seq, m.created_at, m.message",
+                    ", m.seq, m.created_at, m.message,
+                     (SELECT message_count FROM sessions WHERE session_id = $2) AS message_count",
                     " LEFT JOIN LATERAL (
                      SELECT m.seq, m.created_at, m.message
                      FROM sessions s
@@ -226,6 +240,14 @@ pub async fn page(
                          WHERE session_id = l.origin_id
                            AND seq < LEAST($4::int, s.message_count + 1) AND seq <= l.through_seq
                            AND seq >= LEAST($4::int, s.message_count + 1) - $5::bigint
+                           AND (seq = LEAST($4::int, s.message_count + 1) - 1
+                                OR transcript_bytes >= -$6::bigint + (
+                                    SELECT COALESCE(max(b.transcript_bytes), 0)
+                                    FROM session_lineage bl
+                                    JOIN session_messages b ON b.session_id = bl.origin_id
+                                     AND b.seq = LEAST($4::int, s.message_count + 1) - 1
+                                    WHERE bl.session_id = $2
+                                      AND b.seq BETWEEN bl.from_seq AND bl.through_seq))
                          ORDER BY seq DESC LIMIT $5
                      ) m
                      WHERE caller.role IS NOT NULL AND s.session_id = $2
@@ -238,18 +260,30 @@ pub async fn page(
     };
     let stmt = client.prepare_cached(sql).await?;
     let rows = client
-        .query(&stmt, &[&key, &session_id, &caller, &from, &limit])
+        .query(
+            &stmt,
+            &[&key, &session_id, &caller, &from, &limit, &PAGE_BYTES],
+        )
         .await?;
     check_key(&rows[0])?;
     if rows[0].get::<_, Option<&str>>("caller_role").is_none() {
         return Ok(None);
     }
-    Ok(Some(
-        rows.iter()
+    Ok(Some(Page {
+        messages: rows
+            .iter()
             .filter(|row| row.get::<_, Option<i32>>("seq").is_some())
             .map(StoredMessage::from)
             .collect(),
-    ))
+        message_count: rows[0].get::<_, Option<i32>>("message_count").unwrap_or(0),
+    }))
+}
+
+/// A page of messages, and how many the session holds (a page may end
+/// before `limit` at [`PAGE_BYTES`]; the count tells whether more follow).
+pub struct Page {
+    pub messages: Vec<StoredMessage>,
+    pub message_count: i32,
 }
 
 /// Messages `after < seq <= through`, oldest first, at most `limit`: one
@@ -271,6 +305,11 @@ pub async fn export_page(
                  SELECT seq, created_at, message FROM session_messages
                  WHERE session_id = l.origin_id
                    AND seq > $2::int AND seq <= LEAST(l.through_seq, $3::int, $2::int + $4::bigint)
+                   AND (seq = $2::int + 1 OR transcript_bytes <= $5::bigint + (
+                       SELECT COALESCE(max(b.transcript_bytes), 0)
+                       FROM session_lineage bl
+                       JOIN session_messages b ON b.session_id = bl.origin_id AND b.seq = $2::int
+                       WHERE bl.session_id = $1 AND $2::int BETWEEN bl.from_seq AND bl.through_seq))
                  ORDER BY seq LIMIT $4
              ) m
              WHERE l.session_id = $1
@@ -278,7 +317,7 @@ pub async fn export_page(
         )
         .await?;
     let rows = client
-        .query(&stmt, &[&session_id, &after, &through, &limit])
+        .query(&stmt, &[&session_id, &after, &through, &limit, &PAGE_BYTES])
         .await?;
     Ok(rows.iter().map(StoredMessage::from).collect())
 }

@@ -354,3 +354,70 @@ async fn a_hostile_participant_cannot_take_the_service_from_another_application(
     );
     drop(attackers);
 }
+
+/// Pages hold at most `PAGE_BYTES` of messages besides their first: a page
+/// of 1,000 large messages is cut short, its cursor goes on, and reading on
+/// (forwards or backwards) meets every message once.
+#[tokio::test]
+async fn pages_of_large_messages_end_at_their_byte_budget() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let text = "y".repeat(100 * 1024);
+    for _ in 0..3 {
+        let messages: Vec<Value> = (0..8).map(|_| json!({"text": text})).collect();
+        let response = app
+            .as_user(
+                app.post(&format!("/api/sessions/{}/messages", f.session_id)),
+                &f.key,
+                f.owner,
+            )
+            .json(&json!({ "messages": messages }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let budget = amplifier_sessions::db::messages::PAGE_BYTES as usize;
+    for (start, cursor_name) in [
+        ("after_seq=0", "next_after_seq"),
+        ("before_seq=25", "next_before_seq"),
+    ] {
+        let (mut query, mut seen, mut pages) = (start.to_owned(), Vec::new(), 0);
+        loop {
+            let page = expect_status(
+                app.as_user(
+                    app.get(&format!(
+                        "/api/sessions/{}/messages?limit=1000&{query}",
+                        f.session_id
+                    )),
+                    &f.key,
+                    f.owner,
+                )
+                .send()
+                .await
+                .unwrap(),
+                StatusCode::OK,
+            )
+            .await;
+            let messages = page["messages"].as_array().unwrap();
+            let bytes: usize = messages
+                .iter()
+                .map(|m| m["message"].to_string().len())
+                .sum();
+            assert!(bytes <= budget + 101 * 1024, "{bytes} bytes in one page");
+            seen.extend(messages.iter().map(|m| m["seq"].as_i64().unwrap()));
+            pages += 1;
+            match page[cursor_name].as_i64() {
+                Some(next) => query = format!("{}={next}", &cursor_name[5..]),
+                None => break,
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, (1..=24).collect::<Vec<_>>(), "{start}");
+        // Each page but the last held at least the budget less a message.
+        assert!(
+            pages >= 24 * 100 * 1024 / (budget + 101 * 1024),
+            "{pages} pages from {start}"
+        );
+    }
+}
