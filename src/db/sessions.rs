@@ -175,6 +175,33 @@ pub async fn read(
     }
 }
 
+/// Whether the caller's role is in `permitted`, and nothing else: a look
+/// before work that costs more than this round trip (a large append's
+/// words are not worth finding for a caller who may not append).
+pub async fn allows(
+    client: &impl GenericClient,
+    key: Option<&str>,
+    session_id: Uuid,
+    user_id: Uuid,
+    permitted: &[&str],
+) -> Result<Guarded<()>, DbError> {
+    let stmt = client
+        .prepare_cached(concat!(
+            with_caller!(" "),
+            guarded_select!(", caller.role = ANY($4::text[]) AS allowed", "")
+        ))
+        .await?;
+    let row = client
+        .query_one(&stmt, &[&key, &session_id, &user_id, &permitted])
+        .await?;
+    Guarded::from_row(&row, |row| {
+        Ok(row
+            .get::<_, Option<bool>>("allowed")
+            .unwrap_or(false)
+            .then_some(()))
+    })
+}
+
 /// What update-session may change; `None` leaves a field as it is.
 pub struct SessionChanges<'a> {
     pub status: Option<&'a str>,

@@ -421,3 +421,58 @@ async fn pages_of_large_messages_end_at_their_byte_budget() {
         );
     }
 }
+
+/// A large append is checked against the caller's role before its words
+/// are found: a viewer gets its 403, a stranger its 404, and an editor's
+/// append goes through (and is searchable).
+#[tokio::test]
+async fn a_large_append_answers_for_the_callers_role_first() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let viewer = uuid::Uuid::new_v4();
+    let editor = uuid::Uuid::new_v4();
+    for (user, role) in [(viewer, "viewer"), (editor, "editor")] {
+        expect_status(
+            app.add_participant(&f.key, f.owner, &f.session_id, user, role)
+                .await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let words: Vec<String> = (0..20_000).map(|i| format!("word{i}")).collect();
+    let body = json!({"messages": [{"text": words.join(" ")}]});
+    let append = |user| {
+        app.as_user(
+            app.post(&format!("/api/sessions/{}/messages", f.session_id)),
+            &f.key,
+            user,
+        )
+        .json(&body)
+        .send()
+    };
+    expect_problem(append(viewer).await.unwrap(), StatusCode::FORBIDDEN).await;
+    expect_problem(
+        append(uuid::Uuid::new_v4()).await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(
+        app.scalar::<i64>("SELECT count(*) FROM session_messages", &[])
+            .await,
+        0
+    );
+    expect_status(append(editor).await.unwrap(), StatusCode::OK).await;
+    let found = expect_status(
+        app.as_user(
+            app.get("/api/users/me/sessions?q=word19999"),
+            &f.key,
+            editor,
+        )
+        .send()
+        .await
+        .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(found["sessions"].as_array().unwrap().len(), 1, "{found}");
+}
