@@ -2,7 +2,8 @@
 """The attacks of issue 15, bounded in count and time, against one release
 instance while a second application reads its own session: large exports
 and pages of 1 MiB messages, readers that stop reading, forks of a large
-session, 1 MiB bodies under a wrong key, unfinished request heads. Prints,
+session, 1 MiB bodies announced under a wrong key, unfinished request
+heads. Prints,
 beside their targets: the victim's latency against its baseline and its
 refusals, the instance's peak memory above idle, the database connections
 it held, the cost of a wrong key, and a fork's latency; and writes them as
@@ -68,6 +69,19 @@ def stalled_reader(port, path, headers, held):
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{lines}\r\n".encode())
     s.recv(2048)
     held.append(s)
+
+
+def wrong_key_head(port, length):
+    """A POST announcing `length` bytes under a wrong key, of which it sends
+    none: the time to the 401 is what the server spent, whatever the body."""
+    started = time.perf_counter()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall((f"POST /api/configs HTTP/1.1\r\nHost: bench\r\nX-API-Key: amp_not_a_real_key\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode())
+    answer = s.recv(64)
+    s.close()
+    status = int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else "error"
+    return status, time.perf_counter() - started
 
 
 def unfinished_head(port, held):
@@ -138,9 +152,7 @@ def main():
     service.request("GET", "/api/health")
     time.sleep(1)
     idle_rss = service.rss_kib()
-    wrong = {"X-API-Key": "amp_not_a_real_key"}
-    big_yaml = {"name": "c", "yaml_content": "a: " + "b" * (1000 * 1024)}
-    wrong_key_call = lambda: timed(service, "POST", "/api/configs", wrong, big_yaml)  # noqa: E731
+    wrong_key_call = lambda: wrong_key_head(service.port, 1024 * 1024)  # noqa: E731
     baseline = phase([read_victim] * 2 + [wrong_key_call], args.seconds / 2)
     base_ms = [ms for run in baseline[0:2] for ms in run.latencies]
     idle_wrong_key = [ms for ms, s in zip(baseline[2].latencies, baseline[2].statuses) if s == 401]
@@ -218,8 +230,8 @@ def write(path, r):
 `scripts/bench_attacks.py`: for {r['seconds']:.0f} s, against one release
 instance with a pool of {r['pool']}, a hostile application runs 5 exports and
 5 pages of 1,000 messages of a session of {r['messages']} messages of 1 MiB in
-loops, 2 loops of forks of that session, 1 MiB YAML bodies under a wrong
-key, 6 readers that take 2 KiB of an export and stop, and 20 unfinished
+loops, 2 loops of forks of that session, requests announcing 1 MiB under
+a wrong key (the 401 comes before the body, so none is sent), 6 readers that take 2 KiB of an export and stop, and 20 unfinished
 request heads, while a victim application reads its own session in 2
 loops.
 
@@ -230,7 +242,7 @@ loops.
 | victim's requests refused (of {r['victim_requests']}) | {r['victim_refused']} | 0: {met(r['victim_refused'] == 0)} |
 | RSS idle → peak | {r['idle_rss_mib']:.1f} → {r['peak_rss_mib']:.1f} MiB (+{above:.1f}) | ≤ idle + 64 MiB: {met(above <= 64)} |
 | database connections held at most | {r['connections_max']} | ≤ the pool ({r['pool']}) |
-| a 1 MiB body under a wrong key, sent whole, to its 401 (median), without / with the attack | {ms(r['idle_wrong_key_p50'])} / {ms(r['wrong_key_p50'])} | ≤ 2 ms without: {met(r['idle_wrong_key_p50'] is not None and r['idle_wrong_key_p50'] <= 2)} |
+| a request announcing 1 MiB under a wrong key, to its 401 (median), without / with the attack | {ms(r['idle_wrong_key_p50'])} / {ms(r['wrong_key_p50'])} | ≤ 2 ms without: {met(r['idle_wrong_key_p50'] is not None and r['idle_wrong_key_p50'] <= 2)} |
 | fork of the {r['messages']}-message session (median of {r['forks']}) | {fork} | |
 | hostile requests served | {r['heavy_requests']} | |
 {END}

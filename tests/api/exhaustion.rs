@@ -31,6 +31,24 @@ async fn read_until_closed(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
+/// Appends `count` messages of about 1 MiB each to the fixture's session.
+async fn append_large_messages(app: &TestApp, f: &Fixture, count: usize) {
+    let text = "x".repeat(1000 * 1024);
+    for _ in 0..count {
+        let response = app
+            .as_user(
+                app.post(&format!("/api/sessions/{}/messages", f.session_id)),
+                &f.key,
+                f.owner,
+            )
+            .json(&json!({"messages": [{"text": text}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
 /// A head that announces 1 MiB of YAML and a key that is no key: the 401
 /// comes without the body ever being sent, so its cost cannot depend on it.
 #[tokio::test]
@@ -94,20 +112,7 @@ async fn a_stalled_reader_is_disconnected_and_logged_with_the_bytes_it_took() {
     let app = spawn_app().await;
     let f = app.fixture().await;
     // About 8 MiB of transcript: more than the socket buffers hold.
-    let text = "x".repeat(1000 * 1024);
-    for _ in 0..8 {
-        let response = app
-            .as_user(
-                app.post(&format!("/api/sessions/{}/messages", f.session_id)),
-                &f.key,
-                f.owner,
-            )
-            .json(&json!({"messages": [{"text": text}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-    }
+    append_large_messages(&app, &f, 8).await;
     let mut vars = base_vars(&app.database_url);
     vars.insert("LOG_FORMAT".into(), "json".into());
     vars.insert("HTTP_WRITE_TIMEOUT_MS".into(), "300".into());
@@ -247,28 +252,11 @@ async fn a_client_that_leaves_has_its_statement_cancelled() {
 /// is left running afterwards.
 #[tokio::test]
 async fn a_hostile_participant_cannot_take_the_service_from_another_application() {
-    let app = spawn_app_with(&[
-        ("HTTP_WRITE_TIMEOUT_MS", "500"),
-        ("HTTP_HEADER_TIMEOUT_MS", "500"),
-    ])
-    .await;
+    let app = spawn_app_with(&[("HTTP_WRITE_TIMEOUT_MS", "500")]).await;
     let hostile = app.fixture().await;
     let victim = app.fixture().await;
     // A transcript of large messages (16 × ~1 MiB).
-    let text = "x".repeat(1000 * 1024);
-    for _ in 0..16 {
-        let response = app
-            .as_user(
-                app.post(&format!("/api/sessions/{}/messages", hostile.session_id)),
-                &hostile.key,
-                hostile.owner,
-            )
-            .json(&json!({"messages": [{"text": text}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-    }
+    append_large_messages(&app, &hostile, 16).await;
     let token = app.token(hostile.owner);
     let mut attackers = Vec::new();
     // Stalled readers of exports.
