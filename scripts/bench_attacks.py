@@ -245,6 +245,15 @@ loops.
 | a request announcing 1 MiB under a wrong key, to its 401 (median), without / with the attack | {ms(r['idle_wrong_key_p50'])} / {ms(r['wrong_key_p50'])} | ≤ 2 ms without: {met(r['idle_wrong_key_p50'] is not None and r['idle_wrong_key_p50'] <= 2)} |
 | fork of the {r['messages']}-message session (median of {r['forks']}) | {fork} | |
 | hostile requests served | {r['heavy_requests']} | |
+
+How to read it: every request's own cost is bounded (pages and frames by
+bytes, statements by `DATABASE_STATEMENT_TIMEOUT_MS`, stalled readers by
+`HTTP_WRITE_TIMEOUT_MS`), so memory stays flat and nobody is refused; but
+the victim still queues for one of the pool's connections, which the
+hostile application's 12 loops keep busy (connections held = the pool):
+its latency grows with the attacker's concurrency until the pool is shared
+per application (issue 16, pool shares). A wrong key waits for a
+connection too under attack: its lookup needs one.
 {END}
 """
     text = open(path).read() if os.path.exists(path) else ""
