@@ -1,9 +1,9 @@
-//! The HTTP connections: each is served by hyper with a deadline on the
-//! request head, a deadline on a stalled write (a client that stops
-//! reading costs at most the socket's buffers, then its connection), and a
-//! graceful shutdown that lets in-flight requests finish, and a deadline
-//! on a request body that stalls between two reads (the body's read then
-//! fails, and its extractor answers 408). `axum::serve` has none of these.
+//! The HTTP connections, served by hyper with deadlines that
+//! `axum::serve` lacks: on the request head, on a request body that stalls
+//! between two reads (the body's read fails and its extractor answers
+//! 408), and on a write the client does not take (a reader that stops
+//! costs at most the socket's buffers, then its connection). A shutdown
+//! lets in-flight requests finish, for a bounded time.
 
 use std::time::Duration;
 
@@ -20,8 +20,8 @@ use tower_http::timeout::TimeoutBody;
 
 use crate::settings::HttpSettings;
 
-/// How long in-flight requests may take to finish after a shutdown signal
-/// (the Functions host gives a process a few seconds more).
+/// How long in-flight requests may take to finish after a shutdown signal:
+/// bounded, so that a stuck request cannot keep the process alive.
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` until `shutdown` completes.
