@@ -17,7 +17,7 @@ use super::extract::{JsonBody, PathParams, QueryParams};
 use super::idempotency::{self, IdempotencyKey, JsonResponse};
 use super::problems::{BodyProblems, CallerProblems, ReplayProblems, TargetProblems};
 use super::sessions::{not_found, settle_action};
-use super::validate::Message;
+use super::validate::{self, Message};
 use crate::auth::UserCaller;
 use crate::db::messages::{self, Appended, Direction, NewMessages, StoredMessage};
 use crate::db::sessions;
@@ -69,7 +69,7 @@ async fn append_in(
     // Finding the words costs about 0.1 ms per KiB: for a large append,
     // first make sure the caller may append at all (one more round trip,
     // for large appends only).
-    if json_len(&messages) > LARGE_APPEND_BYTES {
+    if validate::json_len(&messages) > LARGE_APPEND_BYTES {
         let allowed = sessions::allows(
             client,
             caller.key.hash(),
@@ -365,22 +365,6 @@ pub async fn export(
         Body::from_stream(body),
     )
         .into_response())
-}
-
-/// How long `value` is as JSON text, without writing it anywhere.
-fn json_len(value: &serde_json::Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
 }
 
 fn ndjson_line(value: &impl Serialize) -> Vec<u8> {

@@ -157,14 +157,29 @@ impl TryFrom<Map<String, Value>> for JsonObject {
 /// Numbers count as PostgreSQL writes them (`growth`), the rest as compact
 /// JSON.
 fn check_size(value: &Value, growth: isize) -> Result<(), String> {
-    let bytes =
-        serde_json::to_vec(value).map_or(usize::MAX, |v| v.len().saturating_add_signed(growth));
+    let bytes = json_len(value).saturating_add_signed(growth);
     if bytes > MAX_OBJECT_BYTES {
         return Err(format!(
             "must be at most {MAX_OBJECT_BYTES} bytes as JSON (64 KiB), not {bytes}"
         ));
     }
     Ok(())
+}
+
+/// How long `value` is as compact JSON text, without writing it anywhere.
+pub fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
 }
 
 impl Serialize for JsonObject {
