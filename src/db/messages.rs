@@ -209,11 +209,8 @@ pub async fn page(
                          SELECT seq, created_at, message FROM session_messages
                          WHERE session_id = l.origin_id
                            AND seq > $4::int AND seq <= LEAST(l.through_seq, $4::int + $5::bigint)
-                           AND (seq = $4::int + 1 OR transcript_bytes <= $6::bigint + (
-                               SELECT COALESCE(max(b.transcript_bytes), 0)
-                               FROM session_lineage bl
-                               JOIN session_messages b ON b.session_id = bl.origin_id AND b.seq = $4::int
-                               WHERE bl.session_id = $2 AND $4::int BETWEEN bl.from_seq AND bl.through_seq))
+                           AND (seq = $4::int + 1
+                                OR transcript_bytes <= (SELECT transcript_bytes_through($2, $4::int)) + $6::bigint)
                          ORDER BY seq LIMIT $5
                      ) m
                      WHERE caller.role IS NOT NULL AND l.session_id = $2
@@ -241,13 +238,8 @@ pub async fn page(
                            AND seq < LEAST($4::int, s.message_count + 1) AND seq <= l.through_seq
                            AND seq >= LEAST($4::int, s.message_count + 1) - $5::bigint
                            AND (seq = LEAST($4::int, s.message_count + 1) - 1
-                                OR transcript_bytes >= -$6::bigint + (
-                                    SELECT COALESCE(max(b.transcript_bytes), 0)
-                                    FROM session_lineage bl
-                                    JOIN session_messages b ON b.session_id = bl.origin_id
-                                     AND b.seq = LEAST($4::int, s.message_count + 1) - 1
-                                    WHERE bl.session_id = $2
-                                      AND b.seq BETWEEN bl.from_seq AND bl.through_seq))
+                                OR transcript_bytes >= (SELECT transcript_bytes_through(
+                                       $2, LEAST($4::int, s.message_count + 1) - 1)) - $6::bigint)
                          ORDER BY seq DESC LIMIT $5
                      ) m
                      WHERE caller.role IS NOT NULL AND s.session_id = $2
@@ -305,11 +297,8 @@ pub async fn export_page(
                  SELECT seq, created_at, message FROM session_messages
                  WHERE session_id = l.origin_id
                    AND seq > $2::int AND seq <= LEAST(l.through_seq, $3::int, $2::int + $4::bigint)
-                   AND (seq = $2::int + 1 OR transcript_bytes <= $5::bigint + (
-                       SELECT COALESCE(max(b.transcript_bytes), 0)
-                       FROM session_lineage bl
-                       JOIN session_messages b ON b.session_id = bl.origin_id AND b.seq = $2::int
-                       WHERE bl.session_id = $1 AND $2::int BETWEEN bl.from_seq AND bl.through_seq))
+                   AND (seq = $2::int + 1
+                        OR transcript_bytes <= (SELECT transcript_bytes_through($1, $2::int)) + $5::bigint)
                  ORDER BY seq LIMIT $4
              ) m
              WHERE l.session_id = $1
