@@ -40,6 +40,10 @@ pub enum ApiError {
     /// Well-formed but invalid content; the message names the field.
     #[error("{0}")]
     Validation(String),
+    /// The caller is over a rate limit; `retry_after` seconds becomes
+    /// `Retry-After`.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
     /// The database or another service we depend on cannot be reached.
     #[error("{0}")]
     Unavailable(String),
@@ -101,6 +105,11 @@ impl ApiError {
                 "validation-error",
                 "Validation failed",
             ),
+            TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
+            ),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service-unavailable",
@@ -142,6 +151,9 @@ impl IntoResponse for ApiError {
                 if let Ok(value) = HeaderValue::from_str(challenge) {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::Unavailable(_) => {
                 headers.insert(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -40,7 +41,7 @@ pub async fn serve(
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 // Out of file descriptors and the like: wait, go on.
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -50,13 +51,15 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
         let mut stream = TimeoutStream::new(stream);
         stream.set_write_timeout(Some(http.write_timeout));
         let io = TokioIo::new(Box::pin(stream));
         let (router, body_timeout) = (router.clone(), http.body_timeout);
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let request = request.map(|body| Body::new(TimeoutBody::new(body_timeout, body)));
+            let mut request = request.map(|body| Body::new(TimeoutBody::new(body_timeout, body)));
+            request.extensions_mut().insert(ConnectInfo(peer));
             router.clone().oneshot(request)
         });
         let connection = builder.serve_connection(io, service);

@@ -71,6 +71,11 @@ pub fn router(state: AppState) -> Router {
             ApiError::Internal("handler panicked".to_owned()).into_response()
         }))
         .layer(axum::middleware::from_fn(limits::abandoned::watch))
+        .layer(axum::middleware::from_fn(limits::rate::headers_middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::rate::sources::middleware,
+        ))
         .layer(axum::middleware::from_fn(telemetry::log_request))
         .with_state(state);
     match cors(&origins) {
@@ -86,11 +91,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Response headers browser clients need to read.
-const EXPOSED_HEADERS: [HeaderName; 4] = [
+const EXPOSED_HEADERS: [HeaderName; 6] = [
     header::LOCATION,
     header::RETRY_AFTER,
     header::WWW_AUTHENTICATE,
     HeaderName::from_static(api::idempotency::REPLAYED_HEADER),
+    limits::rate::RATELIMIT,
+    limits::rate::RATELIMIT_POLICY,
 ];
 
 /// Browsers on `origins` may call the API: preflights are answered here,

@@ -6,6 +6,8 @@ use crate::auth::known_keys::KnownKeys;
 use crate::auth::token::TokenVerifier;
 use crate::db::Database;
 use crate::db::entra::EntraPassword;
+use crate::limits::rate::RateLimiter;
+use crate::limits::rate::sources::RefusedSources;
 use crate::secrets::{Secrets, SecretsError, credential};
 use crate::settings::{DatabaseAuth, Settings};
 
@@ -19,6 +21,10 @@ pub struct AppState {
     pub tokens: Arc<TokenVerifier>,
     /// Application keys lately found valid (see `auth::known_keys`).
     pub known_keys: Arc<KnownKeys>,
+    /// Requests per minute of applications and users (`limits::rate`).
+    pub rate: Arc<RateLimiter>,
+    /// Sources of refused credentials (`limits::rate::sources`).
+    pub refused_sources: Arc<RefusedSources>,
 }
 
 impl AppState {
@@ -42,14 +48,21 @@ impl AppState {
                 settings.fetch_timeout,
             ))),
         };
+        let db = Arc::new(Database::new(
+            settings.database.clone(),
+            secrets.clone(),
+            entra,
+        ));
         Ok(Self {
             known_keys: Arc::default(),
             tokens: Arc::new(TokenVerifier::new(&settings.auth, settings.fetch_timeout)),
-            db: Arc::new(Database::new(
-                settings.database.clone(),
-                secrets.clone(),
-                entra,
-            )),
+            rate: RateLimiter::new(
+                settings.rate_limits,
+                settings.database.pool_timeout + settings.database.statement_timeout,
+                db.clone(),
+            ),
+            refused_sources: Arc::default(),
+            db,
             secrets,
             settings,
         })

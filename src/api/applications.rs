@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::extract::{JsonBody, PathParams};
 use super::problems::{BodyProblems, CallerProblems, TargetProblems};
-use super::validate::{AppId, JsonObject, Name};
+use super::validate::{AppId, AppSettings, Name};
 use crate::auth::{Admin, api_key};
 use crate::db::applications::{self, Application, ApplicationChanges, Taken};
 use crate::error::{ApiError, Problem};
@@ -20,9 +20,13 @@ use crate::state::AppState;
 pub struct CreateApplication {
     app_id: AppId,
     app_name: Name,
-    /// Free-form settings; at most 64 KiB as JSON.
+    /// Free-form settings; at most 64 KiB as JSON. Its `rate_limits`
+    /// object overrides the rate limits for this application:
+    /// `requests_per_minute` (one user), `writes_per_minute` (one user's
+    /// writes), `app_requests_per_minute` (all its requests); 0 is
+    /// unlimited, and instances apply a change within a sync interval.
     #[serde(default)]
-    settings: JsonObject,
+    settings: AppSettings,
 }
 
 /// The only response that ever contains a key.
@@ -58,8 +62,9 @@ pub struct ApplicationList {
 pub struct UpdateApplication {
     app_name: Option<Name>,
     is_active: Option<bool>,
-    /// Replaces the settings; at most 64 KiB as JSON.
-    settings: Option<JsonObject>,
+    /// Replaces the settings (see create-application for `rate_limits`);
+    /// at most 64 KiB as JSON.
+    settings: Option<AppSettings>,
 }
 
 fn not_found(app_id: &str) -> ApiError {
@@ -169,7 +174,7 @@ pub async fn update(
             "nothing to update: give app_name, is_active or settings".to_owned(),
         ));
     }
-    let settings = body.settings.as_ref().map(JsonObject::to_value);
+    let settings = body.settings.as_ref().map(AppSettings::to_value);
     let client = state.db.client().await?;
     let changes = ApplicationChanges {
         app_name: body.app_name.as_ref().map(Name::as_str),

@@ -194,6 +194,48 @@ impl JsonObject {
     }
 }
 
+/// An application's `settings`: a [`JsonObject`] whose `rate_limits`, if
+/// any, overrides the rate limit settings for this application:
+/// `{"requests_per_minute": n, "writes_per_minute": n,
+/// "app_requests_per_minute": n}`, each optional, 0 for unlimited.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(try_from = "Map<String, Value>")]
+#[schema(value_type = Object)]
+pub struct AppSettings(JsonObject);
+
+impl TryFrom<Map<String, Value>> for AppSettings {
+    type Error = String;
+    fn try_from(map: Map<String, Value>) -> Result<Self, String> {
+        if let Some(limits) = map.get("rate_limits") {
+            let Some(limits) = limits.as_object() else {
+                return Err("rate_limits must be an object".to_owned());
+            };
+            for (name, value) in limits {
+                if !crate::limits::rate::OVERRIDES.contains(&name.as_str()) {
+                    return Err(format!(
+                        "rate_limits.{name} is not a rate limit; use {}",
+                        crate::limits::rate::OVERRIDES.join(", ")
+                    ));
+                }
+                if value.as_u64().is_none_or(|n| u32::try_from(n).is_err()) {
+                    return Err(format!(
+                        "rate_limits.{name} must be a whole number of requests per minute, \
+                         0 (unlimited) to {}",
+                        u32::MAX
+                    ));
+                }
+            }
+        }
+        Ok(Self(JsonObject::try_from(map)?))
+    }
+}
+
+impl AppSettings {
+    pub fn to_value(&self) -> Value {
+        self.0.to_value()
+    }
+}
+
 /// A config's tags: string values, at most [`MAX_OBJECT_BYTES`] as JSON.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(try_from = "HashMap<String, String>")]

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::auth::token::TokenError;
 use crate::db::{DbError, KeyRefusal, applications};
 use crate::error::ApiError;
+use crate::limits::rate::{self, Refusal};
 use crate::settings::DEV_USER_ID;
 use crate::state::AppState;
 
@@ -147,31 +148,87 @@ impl FromRequestParts<AppState> for AppCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(key) = api_key(parts)? else {
-            if !state.settings.auth.required {
-                return Ok(AppCaller { key: AppKey(None) });
-            }
-            return Err(key_error(
-                "this function needs an application key in X-API-Key",
-            ));
-        };
-        if is_admin_key(state, key).await? {
-            return Err(ApiError::Forbidden(
-                "the admin key only manages applications; call this function with an application key"
-                    .to_owned(),
-            ));
-        }
-        let key = AppKey::of(key);
-        // Refused before the body is read (extractors of the head run
-        // first): a key this instance has not seen valid lately is looked
-        // up once.
-        if let Some(hash) = key.hash()
-            && !state.known_keys.contains(hash)
-        {
-            check_key(state, &key).await?;
-            state.known_keys.insert(hash);
-        }
+        let key = app_key(parts, state).await?;
+        count(parts, state, &key, None).await?;
         Ok(AppCaller { key })
+    }
+}
+
+/// The application's key, refused before the body is read if it is not
+/// one (extractors of the head run first): a key this instance has not
+/// seen valid lately is looked up once.
+async fn app_key(parts: &Parts, state: &AppState) -> Result<AppKey, ApiError> {
+    let Some(key) = api_key(parts)? else {
+        if !state.settings.auth.required {
+            return Ok(AppKey(None));
+        }
+        return Err(key_error(
+            "this function needs an application key in X-API-Key",
+        ));
+    };
+    if is_admin_key(state, key).await? {
+        return Err(ApiError::Forbidden(
+            "the admin key only manages applications; call this function with an application key"
+                .to_owned(),
+        ));
+    }
+    let key = AppKey::of(key);
+    if let Some(hash) = key.hash()
+        && !state.known_keys.contains(hash)
+    {
+        check_key(state, &key).await?;
+        state.known_keys.insert(hash);
+    }
+    Ok(key)
+}
+
+/// Counts the request against the rate limits of its application and
+/// user (`limits::rate`), before any of its work is done; the response
+/// then carries the caller's standing.
+async fn count(
+    parts: &Parts,
+    state: &AppState,
+    key: &AppKey,
+    user: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let caller = rate::Caller {
+        api_key_hash: key.hash(),
+        user,
+        writes: !parts.method.is_safe(),
+    };
+    let admitted = state.rate.admit(caller).await;
+    let slot = parts.extensions.get::<rate::Slot>();
+    match admitted {
+        Ok(standings) => {
+            if let Some(slot) = slot {
+                slot.fill(&standings);
+            }
+            Ok(())
+        }
+        Err(Refusal::OverLimit {
+            policy,
+            counted,
+            limit,
+            retry_after,
+            standings,
+        }) => {
+            if let Some(slot) = slot {
+                slot.fill(&standings);
+            }
+            Err(ApiError::TooManyRequests {
+                detail: format!(
+                    "over the \"{policy}\" rate limit: {limit} {counted} per minute; \
+                     retry in {retry_after} s"
+                ),
+                retry_after,
+            })
+        }
+        Err(refusal @ Refusal::Unsynced) => {
+            tracing::warn!(%refusal, "rate limits could not be checked");
+            Err(ApiError::Unavailable(
+                "rate limits cannot be checked now; retry shortly".to_owned(),
+            ))
+        }
     }
 }
 
@@ -192,16 +249,16 @@ impl FromRequestParts<AppState> for UserCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let app = AppCaller::from_request_parts(parts, state).await?;
+        let key = app_key(parts, state).await?;
         match user(parts, state).await {
-            Ok(user_id) => Ok(UserCaller {
-                key: app.key,
-                user_id,
-            }),
+            Ok(user_id) => {
+                count(parts, state, &key, Some(user_id)).await?;
+                Ok(UserCaller { key, user_id })
+            }
             // A caller without a valid key learns nothing about its token
             // (no oracle for stolen tokens): the key's refusal wins.
             Err(token_error @ ApiError::Unauthorized { .. }) => {
-                check_key(state, &app.key).await?;
+                check_key(state, &key).await?;
                 Err(token_error)
             }
             Err(other) => Err(other),

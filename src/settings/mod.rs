@@ -5,13 +5,14 @@
 //! refuses to start with a message naming the setting (never its value).
 //! One module per concern: `database`, `auth` (user tokens and keys),
 //! `azure` (Key Vault and the Azure credential), `http` (what the HTTP
-//! layer needs), `limits` (what one session may hold).
+//! layer needs), `limits` (what one session may hold), `rate` (requests per minute).
 
 mod auth;
 mod azure;
 mod database;
 mod http;
 mod limits;
+mod rate;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +28,7 @@ pub use azure::{AzureSettings, CredentialKind, KeyVaultSettings, SecretNames};
 pub use database::{DatabaseAuth, DatabaseSettings, parse_database_url};
 pub use http::HttpSettings;
 pub use limits::SessionLimits;
+pub use rate::{PerMinute, RateLimits};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -102,6 +104,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub database: DatabaseSettings,
     pub limits: SessionLimits,
+    pub rate_limits: RateLimits,
     pub auth: AuthSettings,
     /// Secrets come from this Key Vault when set (see `secrets`).
     pub key_vault: Option<KeyVaultSettings>,
@@ -204,6 +207,7 @@ impl Settings {
             },
             database: database::from_vars(&vars, environment, key_vault.is_some())?,
             limits: limits::from_vars(&vars)?,
+            rate_limits: rate::from_vars(&vars, environment)?,
             auth: auth::from_vars(&vars, environment, key_vault.is_some())?,
             azure: azure::azure_settings(&vars, environment)?,
             fetch_timeout: Duration::from_millis(vars.parse_or("FETCH_TIMEOUT_MS", 5000)?),

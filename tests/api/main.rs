@@ -30,6 +30,7 @@ mod package;
 mod pagination;
 mod participants;
 mod process;
+mod rate_limits;
 mod rs256;
 mod sessions;
 mod tenants;

@@ -1,0 +1,92 @@
+//! The rate limit header fields of draft-ietf-httpapi-ratelimit-headers:
+//! every response to a counted request says, per policy, the quota
+//! (`RateLimit-Policy: "user";q=1000;w=60`) and what is left of it
+//! (`RateLimit: "user";r=997;t=42`), so that clients can pace themselves.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::window::WINDOW_SECS;
+
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// Where a caller stands with one policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub policy: &'static str,
+    pub limit: u32,
+    pub remaining: u64,
+    /// Seconds until the current window ends.
+    pub reset: u64,
+}
+
+pub type Standings = Vec<Standing>;
+
+/// Writes the two fields for `standings` (nothing when there are none).
+pub fn write_headers(headers: &mut HeaderMap, standings: &[Standing]) {
+    if standings.is_empty() {
+        return;
+    }
+    let join = |item: &dyn Fn(&Standing) -> String| {
+        standings.iter().map(item).collect::<Vec<_>>().join(", ")
+    };
+    let policy = join(&|s| format!("\"{}\";q={};w={WINDOW_SECS}", s.policy, s.limit));
+    let current = join(&|s| format!("\"{}\";r={};t={}", s.policy, s.remaining, s.reset));
+    for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, current)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Filled by the extractor that counted the request (`auth`), read when
+/// its response goes out.
+#[derive(Clone, Default)]
+pub struct Slot(Arc<Mutex<Standings>>);
+
+impl Slot {
+    pub fn fill(&self, standings: &[Standing]) {
+        *self.0.lock().expect("rate slot") = standings.to_vec();
+    }
+}
+
+/// Middleware: the rate limit fields on every response to a counted
+/// request, its errors included.
+pub async fn middleware(mut request: Request, next: Next) -> Response {
+    let slot = Slot::default();
+    request.extensions_mut().insert(slot.clone());
+    let mut response = next.run(request).await;
+    let standings = std::mem::take(&mut *slot.0.lock().expect("rate slot"));
+    write_headers(response.headers_mut(), &standings);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_list_every_policy() {
+        let mut headers = HeaderMap::new();
+        let standing = |policy, limit, remaining| Standing {
+            policy,
+            limit,
+            remaining,
+            reset: 42,
+        };
+        write_headers(
+            &mut headers,
+            &[standing("app", 6000, 5990), standing("user", 600, 0)],
+        );
+        assert_eq!(
+            headers[RATELIMIT_POLICY],
+            "\"app\";q=6000;w=60, \"user\";q=600;w=60"
+        );
+        assert_eq!(headers[RATELIMIT], "\"app\";r=5990;t=42, \"user\";r=0;t=42");
+    }
+}

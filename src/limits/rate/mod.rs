@@ -1,0 +1,361 @@
+//! Rate limits: requests per minute of one application, of one user
+//! through one application, and of that user's writes, held across every
+//! instance of the service.
+//!
+//! Each instance decides alone, from what it knew at its last sync plus
+//! what it admitted since: no request waits for the database. Every
+//! `RATE_LIMIT_SYNC_MS` an instance adds its counts to `rate_limit_counts`
+//! and reads the other instances' (`sync`). Between two syncs it admits at
+//! most its share of what was left, `(limit - count) / k` and at least 1,
+//! where `k` counts the instances serving that caller; a request beyond
+//! its instance's share waits for the next sync (about one interval)
+//! rather than being refused. So however many instances serve a caller,
+//! they admit about their limit, plus at most one request per instance
+//! per sync interval while the instances learn of each other (README,
+//! "Rate limits").
+
+mod headers;
+pub mod sources;
+mod sync;
+mod window;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+pub use headers::{
+    RATELIMIT, RATELIMIT_POLICY, Slot, Standing, Standings, middleware as headers_middleware,
+};
+use window::{Counts, Moment};
+
+use crate::db::Database;
+use crate::settings::{PerMinute, RateLimits};
+
+/// Buckets one instance keeps (about 200 bytes each); beyond it the idle
+/// ones go first.
+const CAPACITY: usize = 100_000;
+/// Rounds of sync a request beyond its instance's share waits for.
+const MAX_SYNC_WAITS: usize = 3;
+
+/// The fields of an application's `settings.rate_limits`, each overriding
+/// one limit for that application (0: unlimited).
+pub const OVERRIDES: [&str; 3] = [
+    "requests_per_minute",
+    "writes_per_minute",
+    "app_requests_per_minute",
+];
+
+/// Whose requests a count is of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BucketKey {
+    /// The SHA-256 of the application's key; `dev` for keyless calls in
+    /// development.
+    api_key_hash: Arc<str>,
+    scope: Scope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Scope {
+    App,
+    User(Uuid),
+    Writes(Uuid),
+}
+
+impl Scope {
+    /// The name of the policy, in headers and problem details.
+    fn policy(self) -> &'static str {
+        match self {
+            Scope::App => "app",
+            Scope::User(_) => "user",
+            Scope::Writes(_) => "writes",
+        }
+    }
+
+    /// What the policy counts, for problem details.
+    fn counted(self) -> &'static str {
+        match self {
+            Scope::App => "requests of one application",
+            Scope::User(_) => "requests of one user through one application",
+            Scope::Writes(_) => "writes (POST, PATCH, DELETE) of one user through one application",
+        }
+    }
+
+    /// The bucket's name in `rate_limit_counts`.
+    fn bucket(self) -> String {
+        match self {
+            Scope::App => "app".to_owned(),
+            Scope::User(user) => format!("user:{user}"),
+            Scope::Writes(user) => format!("writes:{user}"),
+        }
+    }
+
+    /// The field of an application's `settings.rate_limits` that
+    /// overrides this scope's limit.
+    fn override_field(self) -> &'static str {
+        match self {
+            Scope::User(_) => OVERRIDES[0],
+            Scope::Writes(_) => OVERRIDES[1],
+            Scope::App => OVERRIDES[2],
+        }
+    }
+
+    fn default_limit(self, settings: &RateLimits) -> PerMinute {
+        match self {
+            Scope::App => settings.app_requests,
+            Scope::User(_) => settings.user_requests,
+            Scope::Writes(_) => settings.user_writes,
+        }
+    }
+}
+
+/// One caller's requests as this instance knows them.
+#[derive(Debug)]
+struct Bucket {
+    /// `None`: unlimited.
+    limit: PerMinute,
+    /// Admitted here (including what is not synced yet).
+    mine: Counts,
+    /// The other instances', as of the last sync.
+    others: Counts,
+    /// Admitted here and not yet added to the database.
+    unsynced: u64,
+    /// Admitted here since the last sync, and how many this instance may
+    /// admit before the next.
+    since_sync: u64,
+    allowance: u64,
+    /// Whether a sync since this bucket was last used has read the others.
+    fresh: bool,
+    /// The window of the last request, to forget idle buckets.
+    last_used: i64,
+}
+
+impl Bucket {
+    fn new(limit: PerMinute, at: Moment) -> Self {
+        let empty = Counts {
+            window: at.window,
+            ..Counts::default()
+        };
+        Self {
+            limit,
+            mine: empty,
+            others: empty,
+            unsynced: 0,
+            since_sync: 0,
+            // Until the others are known, one request at a time.
+            allowance: 1,
+            fresh: false,
+            last_used: at.window,
+        }
+    }
+
+    fn roll(&mut self, at: Moment) {
+        self.mine.roll(at.window);
+        self.others.roll(at.window);
+    }
+
+    fn estimate(&self, at: Moment) -> f64 {
+        self.mine.estimate(at) + self.others.estimate(at)
+    }
+
+    fn standing(&self, scope: Scope, limit: u32, at: Moment) -> Standing {
+        let used = self.estimate(at).ceil() as u64;
+        Standing {
+            policy: scope.policy(),
+            limit,
+            remaining: u64::from(limit).saturating_sub(used),
+            reset: at.secs_to_window_end(),
+        }
+    }
+}
+
+/// What one request is counted as.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The SHA-256 of the application's key; `None` for keyless calls in
+    /// development.
+    pub api_key_hash: Option<&'a str>,
+    /// The user the request is for, if any.
+    pub user: Option<Uuid>,
+    /// POST, PATCH or DELETE.
+    pub writes: bool,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{policy} rate limit of {limit} {counted} per minute reached")]
+    OverLimit {
+        policy: &'static str,
+        counted: &'static str,
+        limit: u32,
+        retry_after: u64,
+        standings: Standings,
+    },
+    /// The counts could not be synced with the database in time.
+    #[error("rate limits cannot be checked now")]
+    Unsynced,
+}
+
+enum Verdict {
+    Admit(Standings),
+    Refuse(Refusal),
+    WaitForSync,
+}
+
+pub struct RateLimiter {
+    settings: RateLimits,
+    /// Names this instance's rows in `rate_limit_counts`.
+    instance: Uuid,
+    buckets: Mutex<HashMap<BucketKey, Bucket>>,
+    /// Bumped after every sync, succeeded or not.
+    synced: watch::Sender<u64>,
+    /// A request waits for a sync: run the next one soon.
+    wanted: Notify,
+    started: Once,
+    /// How long a request may wait for a sync: longer means the database
+    /// is not answering.
+    max_wait: Duration,
+    db: Arc<Database>,
+}
+
+impl RateLimiter {
+    /// `db_wait`: how long one statement may take to get a connection and run.
+    pub fn new(settings: RateLimits, db_wait: Duration, db: Arc<Database>) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            instance: Uuid::new_v4(),
+            buckets: Mutex::default(),
+            synced: watch::Sender::new(0),
+            wanted: Notify::new(),
+            started: Once::new(),
+            max_wait: settings.sync_interval * 2 + db_wait,
+            db,
+        })
+    }
+
+    /// Counts one request of `caller`, or says why it may not be made.
+    pub async fn admit(self: &Arc<Self>, caller: Caller<'_>) -> Result<Standings, Refusal> {
+        let scopes = self.scopes(caller);
+        if scopes.is_empty() {
+            return Ok(Standings::default());
+        }
+        self.started.call_once(|| sync::start(self.clone()));
+        let key_hash: Arc<str> = Arc::from(caller.api_key_hash.unwrap_or("dev"));
+        let mut synced = self.synced.subscribe();
+        for _ in 0..=MAX_SYNC_WAITS {
+            match self.decide(&key_hash, &scopes, Moment::now()) {
+                Verdict::Admit(standings) => return Ok(standings),
+                Verdict::Refuse(refusal) => return Err(refusal),
+                Verdict::WaitForSync => {
+                    synced.borrow_and_update();
+                    self.wanted.notify_one();
+                    if tokio::time::timeout(self.max_wait, synced.changed())
+                        .await
+                        .is_err()
+                    {
+                        return Err(Refusal::Unsynced);
+                    }
+                }
+            }
+        }
+        Err(Refusal::Unsynced)
+    }
+
+    fn scopes(&self, caller: Caller<'_>) -> Vec<Scope> {
+        let mut scopes = vec![Scope::App];
+        if let Some(user) = caller.user {
+            scopes.push(Scope::User(user));
+            if caller.writes {
+                scopes.push(Scope::Writes(user));
+            }
+        }
+        // A scope without a default limit may still have an override, so
+        // only a limiter with no limits at all counts nothing.
+        if [
+            self.settings.app_requests,
+            self.settings.user_requests,
+            self.settings.user_writes,
+        ]
+        .iter()
+        .all(Option::is_none)
+        {
+            scopes.clear();
+        }
+        scopes
+    }
+
+    /// Admits the request in every scope, or in none.
+    fn decide(&self, key_hash: &Arc<str>, scopes: &[Scope], at: Moment) -> Verdict {
+        let mut buckets = self.buckets.lock().expect("rate buckets");
+        if buckets.len() + scopes.len() > CAPACITY {
+            make_room(&mut buckets, at);
+        }
+        let mut standings = Standings::default();
+        let mut wait = false;
+        for &scope in scopes {
+            let key = BucketKey {
+                api_key_hash: key_hash.clone(),
+                scope,
+            };
+            let bucket = buckets
+                .entry(key)
+                .or_insert_with(|| Bucket::new(scope.default_limit(&self.settings), at));
+            bucket.roll(at);
+            bucket.last_used = at.window;
+            bucket.fresh = false;
+            let Some(limit) = bucket.limit else { continue };
+            if bucket.estimate(at) + 1.0 > f64::from(limit) {
+                let counts = bucket.mine.add(&bucket.others);
+                standings.push(bucket.standing(scope, limit, at));
+                return Verdict::Refuse(Refusal::OverLimit {
+                    policy: scope.policy(),
+                    counted: scope.counted(),
+                    limit,
+                    retry_after: window::secs_until_room(counts, limit.into(), at),
+                    standings,
+                });
+            }
+            if bucket.since_sync >= bucket.allowance {
+                wait = true;
+            }
+            standings.push(bucket.standing(scope, limit, at));
+        }
+        if wait {
+            return Verdict::WaitForSync;
+        }
+        for &scope in scopes {
+            let key = BucketKey {
+                api_key_hash: key_hash.clone(),
+                scope,
+            };
+            let bucket = buckets.get_mut(&key).expect("inserted above");
+            if bucket.limit.is_some() {
+                bucket.mine.current += 1;
+                bucket.unsynced += 1;
+                bucket.since_sync += 1;
+            }
+        }
+        for standing in standings.iter_mut() {
+            standing.remaining = standing.remaining.saturating_sub(1);
+        }
+        Verdict::Admit(standings)
+    }
+}
+
+/// Forgets the buckets not used in this window or the last; if that is not
+/// enough, all of them (the database still holds every synced count; what
+/// this instance admitted since its last sync is lost, which errs on the
+/// caller's side).
+fn make_room(buckets: &mut HashMap<BucketKey, Bucket>, at: Moment) {
+    buckets.retain(|_, b| b.last_used + 1 >= at.window);
+    if buckets.len() >= CAPACITY {
+        tracing::warn!(
+            buckets = buckets.len(),
+            "rate limit buckets full; forgetting them"
+        );
+        buckets.clear();
+    }
+}

@@ -1,0 +1,237 @@
+//! Reconciling this instance's counts with the other instances': one
+//! statement every `RATE_LIMIT_SYNC_MS` while requests are being counted
+//! (none while the instance is idle), run in the background.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::window::{Counts, Moment, WINDOW_SECS};
+use super::{BucketKey, RateLimiter};
+use crate::db::DbError;
+
+/// For each bucket this instance counted (`$2`..`$6`: key hash, bucket,
+/// requests to add, its own sliding-minute count, the setting's limit with
+/// 0 for none, the field of `settings.rate_limits` that overrides it):
+/// reads the other instances' counts in window `$7` and the one before
+/// (`$8`: how much of `$7` has passed), the leases they hold, and how many
+/// they are; decides this instance's lease (what it may admit before its
+/// next sync): an equal share of what is left, at least 1; and adds its
+/// requests and its lease to its own row. An instance only writes its own
+/// rows (`$1`), so instances never wait for each other. `$9`: also sweep
+/// windows that no longer count.
+const SYNC: &str = "
+WITH mine AS (
+    SELECT * FROM unnest($2::varchar[], $3::varchar[], $4::bigint[], $5::float8[],
+                         $6::bigint[], $10::varchar[])
+        AS m (api_key_hash, bucket, requests, counted, setting, override_field)
+), others AS (
+    SELECT m.api_key_hash, m.bucket,
+           coalesce(sum(c.requests) FILTER (WHERE c.window_start = $7), 0)::bigint AS current,
+           coalesce(sum(c.requests) FILTER (WHERE c.window_start < $7), 0)::bigint AS previous,
+           coalesce(sum(c.leased) FILTER (WHERE c.window_start = $7), 0)::bigint AS leased,
+           count(DISTINCT c.instance_id) AS instances
+    FROM mine m
+    LEFT JOIN rate_limit_counts c
+           ON c.api_key_hash = m.api_key_hash AND c.bucket = m.bucket
+          AND c.window_start >= $7::timestamptz - interval '1 minute'
+          AND c.window_start <= $7
+          AND c.instance_id <> $1
+    GROUP BY m.api_key_hash, m.bucket
+), limited AS (
+    SELECT m.*, o.current, o.previous, o.leased, o.instances,
+           coalesce(
+               (SELECT (a.settings -> 'rate_limits' ->> m.override_field)::bigint
+                FROM applications a
+                WHERE a.api_key_hash = m.api_key_hash
+                  AND jsonb_typeof(a.settings -> 'rate_limits' -> m.override_field) = 'number'),
+               m.setting) AS rate_limit
+    FROM mine m JOIN others o USING (api_key_hash, bucket)
+), decided AS (
+    SELECT l.*,
+           CASE WHEN l.rate_limit = 0 THEN NULL
+                ELSE greatest(1, floor(
+                    (l.rate_limit - l.counted - l.previous * (1 - $8::float8) - l.current - l.leased)
+                    / (l.instances + 1)))::bigint
+           END AS lease
+    FROM limited l
+), added AS (
+    INSERT INTO rate_limit_counts AS c
+        (api_key_hash, bucket, window_start, instance_id, requests, leased)
+    SELECT api_key_hash, bucket, $7, $1, requests, coalesce(lease, 0) FROM decided
+    ON CONFLICT (api_key_hash, bucket, window_start, instance_id)
+    DO UPDATE SET requests = c.requests + excluded.requests, leased = excluded.leased
+), swept AS (
+    DELETE FROM rate_limit_counts
+    WHERE $9 AND window_start < $7::timestamptz - interval '2 minutes'
+)
+SELECT api_key_hash, bucket, current, previous, rate_limit, lease FROM decided";
+
+/// How often windows that no longer count are swept, at most.
+const SWEEP_EVERY_SECS: u64 = 60;
+
+pub(super) fn start(limiter: Arc<RateLimiter>) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(limiter.settings.sync_interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_sweep: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = limiter.wanted.notified() => {}
+            }
+            let sweep = last_sweep.is_none_or(|at| at.elapsed().as_secs() >= SWEEP_EVERY_SECS);
+            match sync_once(&limiter, sweep).await {
+                Ok(true) if sweep => last_sweep = Some(Instant::now()),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rate limit counts not synced"),
+            }
+            limiter.synced.send_modify(|n| *n += 1);
+        }
+    });
+}
+
+/// One bucket's part in a sync.
+struct Flush {
+    key: BucketKey,
+    requests: u64,
+    since_sync: u64,
+    counted: f64,
+    setting: i64,
+}
+
+/// Syncs the buckets used since the last sync; `Ok(false)` when there
+/// was nothing to do.
+async fn sync_once(limiter: &RateLimiter, sweep: bool) -> Result<bool, DbError> {
+    let at = Moment::now();
+    let flushes: Vec<Flush> = {
+        let mut buckets = limiter.buckets.lock().expect("rate buckets");
+        buckets
+            .iter_mut()
+            .filter(|(_, b)| !b.fresh)
+            .map(|(key, b)| {
+                b.roll(at);
+                // A request from now on makes it due again.
+                b.fresh = true;
+                let flush = Flush {
+                    key: key.clone(),
+                    requests: b.unsynced,
+                    since_sync: b.since_sync,
+                    counted: b.mine.estimate(at),
+                    setting: key
+                        .scope
+                        .default_limit(&limiter.settings)
+                        .map_or(0, i64::from),
+                };
+                b.unsynced = 0;
+                flush
+            })
+            .collect()
+    };
+    if flushes.is_empty() {
+        return Ok(false);
+    }
+    let result = run(limiter, &flushes, at, sweep).await;
+    let mut buckets = limiter.buckets.lock().expect("rate buckets");
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(e) => {
+            // Counted again next time.
+            for flush in &flushes {
+                if let Some(b) = buckets.get_mut(&flush.key) {
+                    b.unsynced += flush.requests;
+                    b.fresh = false;
+                }
+            }
+            return Err(e);
+        }
+    };
+    let now = Moment::now();
+    for flush in &flushes {
+        let Some(b) = buckets.get_mut(&flush.key) else {
+            continue;
+        };
+        let name = (flush.key.api_key_hash.to_string(), flush.key.scope.bucket());
+        let Some(row) = rows.get(&name) else { continue };
+        b.others = Counts {
+            window: at.window,
+            current: row.current,
+            previous: row.previous,
+        };
+        b.roll(now);
+        b.limit = row.limit;
+        b.since_sync = b.since_sync.saturating_sub(flush.since_sync);
+        b.allowance = row.lease;
+    }
+    Ok(true)
+}
+
+/// What a sync tells about one bucket.
+struct Synced {
+    /// The other instances' requests in the sync's window and the one before.
+    current: u64,
+    previous: u64,
+    /// The application's override, else the setting; `None`: unlimited.
+    limit: Option<u32>,
+    /// What this instance may admit before its next sync.
+    lease: u64,
+}
+
+async fn run(
+    limiter: &RateLimiter,
+    flushes: &[Flush],
+    at: Moment,
+    sweep: bool,
+) -> Result<HashMap<(String, String), Synced>, DbError> {
+    let key_hashes: Vec<&str> = flushes.iter().map(|f| &*f.key.api_key_hash).collect();
+    let buckets: Vec<String> = flushes.iter().map(|f| f.key.scope.bucket()).collect();
+    let requests: Vec<i64> = flushes
+        .iter()
+        .map(|f| i64::try_from(f.requests).unwrap_or(i64::MAX))
+        .collect();
+    let counted: Vec<f64> = flushes.iter().map(|f| f.counted).collect();
+    let settings: Vec<i64> = flushes.iter().map(|f| f.setting).collect();
+    let fields: Vec<&str> = flushes
+        .iter()
+        .map(|f| f.key.scope.override_field())
+        .collect();
+    let window_start: DateTime<Utc> = DateTime::from_timestamp(at.window * WINDOW_SECS, 0)
+        .ok_or_else(|| DbError::Other("the clock is out of range".to_owned()))?;
+    let client = limiter.db.client().await?;
+    let rows = client
+        .query(
+            SYNC,
+            &[
+                &limiter.instance,
+                &key_hashes,
+                &buckets,
+                &requests,
+                &counted,
+                &settings,
+                &window_start,
+                &at.elapsed,
+                &sweep,
+                &fields,
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let count = |name: &str| u64::try_from(row.get::<_, i64>(name)).unwrap_or(0);
+            let limit = u32::try_from(row.get::<_, i64>("rate_limit")).unwrap_or(u32::MAX);
+            let lease: Option<i64> = row.get("lease");
+            (
+                (row.get("api_key_hash"), row.get("bucket")),
+                Synced {
+                    current: count("current"),
+                    previous: count("previous"),
+                    limit: (limit > 0).then_some(limit),
+                    lease: lease.map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(1)),
+                },
+            )
+        })
+        .collect())
+}
