@@ -126,6 +126,9 @@ struct Bucket {
     /// admit before the next.
     since_sync: u64,
     allowance: u64,
+    /// The window the lease was taken in: the others count it as taken
+    /// only within that window, so in the next one it no longer holds.
+    lease_window: i64,
     /// Whether a sync since this bucket was last used has read the others.
     fresh: bool,
     /// The window of the last request, to forget idle buckets.
@@ -146,8 +149,18 @@ impl Bucket {
             since_sync: 0,
             // Until the others are known, one request at a time.
             allowance: 1,
+            lease_window: at.window,
             fresh: false,
             last_used: at.window,
+        }
+    }
+
+    /// What this instance may admit between two syncs at `at`.
+    fn lease(&self, at: Moment) -> u64 {
+        if self.lease_window == at.window {
+            self.allowance
+        } else {
+            1
         }
     }
 
@@ -318,7 +331,7 @@ impl RateLimiter {
                     standings,
                 });
             }
-            if bucket.since_sync >= bucket.allowance {
+            if bucket.since_sync >= bucket.lease(at) {
                 wait = true;
             }
             standings.push(bucket.standing(scope, limit, at));

@@ -164,6 +164,7 @@ async fn sync_once(limiter: &RateLimiter, sweep: bool) -> Result<bool, DbError> 
         b.limit = row.limit;
         b.since_sync = b.since_sync.saturating_sub(flush.since_sync);
         b.allowance = row.lease;
+        b.lease_window = at.window;
     }
     Ok(true)
 }
