@@ -165,7 +165,7 @@ pub async fn create(
         None => create_in(&*client, &caller, &body).await?,
         Some(key) => {
             let hash = idempotency::request_hash("POST /api/sessions", caller.user_id, &body);
-            idempotency::run_once(&mut client, caller.key.hash(), &key, &hash, async |tx| {
+            idempotency::run_once(&mut client, &caller, &key, &hash, async |tx| {
                 create_in(tx, &caller, &body).await
             })
             .await?
@@ -358,7 +358,7 @@ pub async fn fork(
         Some(key) => {
             let route = format!("POST /api/sessions/{session_id}/fork");
             let hash = idempotency::request_hash(&route, caller.user_id, &body);
-            idempotency::run_once(&mut client, caller.key.hash(), &key, &hash, async |tx| {
+            idempotency::run_once(&mut client, &caller, &key, &hash, async |tx| {
                 fork_in(tx, &state, &caller, session_id, &body).await
             })
             .await?
