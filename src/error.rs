@@ -219,7 +219,8 @@ impl From<DbError> for ApiError {
             }
             DbError::ConfigShared(sessions) => ApiError::Conflict(format!(
                 "the config is used by {sessions} session(s) of other applications: \
-                 it cannot be deleted and its yaml_content cannot change"
+                 it cannot be deleted and its yaml_content cannot change; retire it instead \
+                 (retired: true) and it is deleted with the last session using it"
             )),
             DbError::UniqueViolation(constraint) => {
                 tracing::info!(%constraint, "unique violation");

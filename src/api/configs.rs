@@ -1,6 +1,8 @@
-//! Configs: the YAML a session is created from. Any application may read a
-//! config by id; lists show an application its own; only the creating
-//! application or the admin may change or delete one.
+//! Configs: the YAML a session is created from. A config is private to
+//! the application that created it unless created or updated as `shared`;
+//! an application also reads a config its sessions use. Lists show an
+//! application its own (not retired); only the creating application or the
+//! admin may change, retire or delete one.
 
 use axum::Json;
 use axum::extract::State;
@@ -27,6 +29,10 @@ pub struct CreateConfig {
     /// String values; at most 64 KiB as JSON.
     #[serde(default)]
     tags: Tags,
+    /// Other applications may read it and create sessions from it (default:
+    /// only this application may).
+    #[serde(default)]
+    shared: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -41,6 +47,12 @@ pub struct UpdateConfig {
     yaml_content: Option<YamlText>,
     /// Replaces the tags: string values, at most 64 KiB as JSON.
     tags: Option<Tags>,
+    /// Whether other applications may read it and create sessions from it;
+    /// their existing sessions keep it either way.
+    shared: Option<bool>,
+    /// `true` retires it: no new sessions, no longer listed, deleted with
+    /// its last session (at once if it has none). Cannot be undone.
+    retired: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -65,6 +77,12 @@ pub fn not_found(config_id: Uuid) -> ApiError {
     ApiError::NotFound(format!("config {config_id} does not exist"))
 }
 
+pub fn retired(config_id: Uuid) -> ApiError {
+    ApiError::Conflict(format!(
+        "config {config_id} is retired: it takes no new sessions"
+    ))
+}
+
 fn settle<T>(write: ConfigWrite<T>, config_id: Uuid) -> Result<T, ApiError> {
     match write {
         ConfigWrite::Done(done) => Ok(done),
@@ -75,8 +93,9 @@ fn settle<T>(write: ConfigWrite<T>, config_id: Uuid) -> Result<T, ApiError> {
     }
 }
 
-/// Stores a config. `yaml_content` must parse as YAML (422 with the
-/// parser's line and column otherwise).
+/// Stores a config, private to the calling application unless `shared`.
+/// `yaml_content` must parse as YAML (422 with the parser's line and
+/// column otherwise).
 #[utoipa::path(
     post, path = "/api/configs", operation_id = "create-config", tag = "configs",
     request_body = CreateConfig,
@@ -101,13 +120,15 @@ pub async fn create(
             description: body.description.as_ref().map(Text::as_str),
             yaml_content: body.yaml_content.as_str(),
             tags: &tags,
+            shared: body.shared,
         },
     )
     .await?;
     Ok((StatusCode::CREATED, Json(config)))
 }
 
-/// The calling application's configs, newest first, a page at a time.
+/// The calling application's configs, newest first, a page at a time;
+/// retired ones are left out.
 #[utoipa::path(
     get, path = "/api/configs", operation_id = "list-configs", tag = "configs",
     params(PageQuery),
@@ -138,7 +159,8 @@ pub async fn list(
     }))
 }
 
-/// One config, whichever application created it.
+/// One config (retired or not) the calling application may see: its own,
+/// a shared one, or one its sessions use; any other is a 404.
 #[utoipa::path(
     get, path = "/api/configs/{config_id}", operation_id = "get-config", tag = "configs",
     params(("config_id" = Uuid, Path, description = "The config's id")),
@@ -160,15 +182,19 @@ pub async fn get(
         .ok_or_else(|| not_found(config_id))
 }
 
-/// Changes `name`, `description`, `yaml_content` and/or `tags`; absent
-/// fields are unchanged. Only the creating application or the admin.
+/// Changes `name`, `description`, `yaml_content`, `tags` and/or `shared`,
+/// or retires the config; absent fields are unchanged. Only the creating
+/// application or the admin (another application that may see the config:
+/// 403). `yaml_content` may not change while other applications' sessions
+/// use it (409): retiring may, and then the config goes with the last of
+/// them.
 #[utoipa::path(
     patch, path = "/api/configs/{config_id}", operation_id = "update-config", tag = "configs",
     params(("config_id" = Uuid, Path, description = "The config's id")),
     request_body = UpdateConfig,
     responses(
         (status = 200, description = "Updated", body = Config),
-        CallerProblems, TargetProblems, BodyProblems,
+        CallerProblems, TargetProblems, BodyProblems, (status = 409, response = Problem),
     ),
     security(("api_key" = [])),
 )]
@@ -182,9 +208,17 @@ pub async fn update(
         && body.description.is_none()
         && body.yaml_content.is_none()
         && body.tags.is_none()
+        && body.shared.is_none()
+        && body.retired.is_none()
     {
         return Err(ApiError::Validation(
-            "nothing to update: give name, description, yaml_content or tags".to_owned(),
+            "nothing to update: give name, description, yaml_content, tags, shared or retired"
+                .to_owned(),
+        ));
+    }
+    if body.retired == Some(false) {
+        return Err(ApiError::Validation(
+            "retired can only be set to true: retiring cannot be undone".to_owned(),
         ));
     }
     let tags = body.tags.as_ref().map(Tags::to_value);
@@ -196,19 +230,22 @@ pub async fn update(
             .map(|d| d.as_ref().map(Text::as_str)),
         yaml_content: body.yaml_content.as_ref().map(YamlText::as_str),
         tags: tags.as_ref(),
+        shared: body.shared,
+        retire: body.retired == Some(true),
     };
     let client = state.db.client().await?;
     let write = configs::update(&*client, config_id, caller.writer(), &changes).await?;
     settle(write, config_id).map(Json)
 }
 
-/// Deletes the config and every session created from it.
+/// Deletes the config and every session created from it; refused (409)
+/// while other applications' sessions use it (retire it instead).
 #[utoipa::path(
     delete, path = "/api/configs/{config_id}", operation_id = "delete-config", tag = "configs",
     params(("config_id" = Uuid, Path, description = "The config's id")),
     responses(
         (status = 204, description = "Deleted, with its sessions"),
-        CallerProblems, TargetProblems,
+        CallerProblems, TargetProblems, (status = 409, response = Problem),
     ),
     security(("api_key" = [])),
 )]

@@ -1,5 +1,5 @@
 //! `Idempotency-Key` for create-session, fork-session and append-messages:
-//! a retry with the same key, application and request within 24 hours gets
+//! a retry with the same key, application, user and request within 24 hours gets
 //! the first response again, and nothing is written twice. Should the
 //! session that response is about have been deleted since, the retry gets
 //! a 410 instead: the first response would point at nothing.
@@ -13,6 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::auth::UserCaller;
 use crate::db::idempotency::{self, Claim, Recorded};
 use crate::error::ApiError;
 
@@ -105,21 +106,25 @@ impl IntoResponse for JsonResponse {
     }
 }
 
-/// Runs `work` at most once per (application, key): in one transaction with
+/// Runs `work` at most once per (application, user, key): in one transaction with
 /// the key's record, so a failed `work` leaves the key unused, and a
 /// concurrent duplicate waits for this one and then replays its response.
 pub async fn run_once(
     client: &mut Object,
-    app_key: Option<&str>,
+    caller: &UserCaller,
     key: &str,
     request_hash: &str,
     work: impl AsyncFnOnce(&Transaction<'_>) -> Result<JsonResponse, ApiError>,
 ) -> Result<JsonResponse, ApiError> {
+    // Every route taking a key has a user; an application-only one would
+    // claim with `None`.
+    let user = Some(caller.user_id);
     let tx = client
         .transaction()
         .await
         .map_err(crate::db::DbError::from)?;
-    let (app_id, claim) = idempotency::claim(&tx, app_key, key, request_hash).await?;
+    let (app_id, claim) =
+        idempotency::claim(&tx, caller.key.hash(), user, key, request_hash).await?;
     let app_id = app_id.as_str();
     match claim {
         Claim::Replay(recorded) => Ok(JsonResponse {
@@ -145,7 +150,7 @@ pub async fn run_once(
                 location: response.location.clone(),
                 session_id: response.session_id,
             };
-            idempotency::record(&tx, app_id, key, &recorded).await?;
+            idempotency::record(&tx, app_id, user, key, &recorded).await?;
             tx.commit().await.map_err(crate::db::DbError::from)?;
             Ok(response)
         }

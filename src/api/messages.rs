@@ -178,7 +178,7 @@ pub async fn append(
         Some(key) => {
             let route = format!("POST /api/sessions/{session_id}/messages");
             let hash = idempotency::request_hash(&route, caller.user_id, &body);
-            idempotency::run_once(&mut client, caller.key.hash(), &key, &hash, async |tx| {
+            idempotency::run_once(&mut client, &caller, &key, &hash, async |tx| {
                 append_in(tx, &state, &caller, session_id, &body).await
             })
             .await?

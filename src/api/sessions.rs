@@ -16,7 +16,7 @@ use super::problems::{BodyProblems, CallerProblems, ReplayProblems, TargetProble
 use super::validate::JsonObject;
 use crate::auth::UserCaller;
 use crate::db::Guarded;
-use crate::db::sessions::{self, Forked, Session, SessionChanges, SessionView};
+use crate::db::sessions::{self, Created, Forked, Session, SessionChanges, SessionView};
 use crate::error::{ApiError, Problem};
 use crate::roles::{self, Action, Role};
 use crate::search;
@@ -120,7 +120,7 @@ async fn create_in(
 ) -> Result<JsonResponse, ApiError> {
     let metadata = body.metadata.to_value();
     let words = search::document(&search::words(&metadata));
-    let session = sessions::create(
+    let session = match sessions::create(
         client,
         caller.key.hash(),
         body.config_id,
@@ -129,7 +129,11 @@ async fn create_in(
         &words,
     )
     .await?
-    .ok_or_else(|| super::configs::not_found(body.config_id))?;
+    {
+        Created::Done(session) => session,
+        Created::NoConfig => return Err(super::configs::not_found(body.config_id)),
+        Created::ConfigRetired => return Err(super::configs::retired(body.config_id)),
+    };
     let location = format!("/api/sessions/{}", session.session_id);
     Ok(JsonResponse::new(
         StatusCode::CREATED,
@@ -140,8 +144,10 @@ async fn create_in(
 }
 
 /// Creates a session from a config; the calling user becomes its owner.
-/// With `Idempotency-Key`, a retry returns the first response instead of
-/// creating another session (410 if that session was deleted since).
+/// The config must be the calling application's or shared (else 404), and
+/// not retired (409). With `Idempotency-Key`, a retry by the same user
+/// returns the first response instead of creating another session (410 if
+/// that session was deleted since).
 #[utoipa::path(
     post, path = "/api/sessions", operation_id = "create-session", tag = "sessions",
     params(("Idempotency-Key" = Option<String>, Header,
@@ -151,6 +157,7 @@ async fn create_in(
         (status = 201, description = "Created", body = Session,
          headers(("Location" = String, description = "The new session's URL"))),
         CallerProblems, TargetProblems, BodyProblems, ReplayProblems,
+        (status = 409, response = Problem),
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
@@ -165,7 +172,7 @@ pub async fn create(
         None => create_in(&*client, &caller, &body).await?,
         Some(key) => {
             let hash = idempotency::request_hash("POST /api/sessions", caller.user_id, &body);
-            idempotency::run_once(&mut client, caller.key.hash(), &key, &hash, async |tx| {
+            idempotency::run_once(&mut client, &caller, &key, &hash, async |tx| {
                 create_in(tx, &caller, &body).await
             })
             .await?
@@ -305,6 +312,11 @@ async fn fork_in(
         Forked::BeyondLast { last_seq } => Err(ApiError::Validation(format!(
             "up_to_seq is beyond the session's last message ({last_seq})"
         ))),
+        Forked::ConfigPrivate { config_id } => Err(ApiError::Forbidden(format!(
+            "this session's config {config_id} is private to another application: only that \
+             application may start sessions from it"
+        ))),
+        Forked::ConfigRetired { config_id } => Err(super::configs::retired(config_id)),
         Forked::TooDeep { limit } => Err(ApiError::Conflict(format!(
             "messages up to up_to_seq already come from {limit} sessions (this one and those \
              it was forked from), the most a fork may read from (SESSION_MAX_FORK_DEPTH): \
@@ -321,8 +333,11 @@ async fn fork_in(
 /// afterwards is its own. Any participant may fork what they can read. A
 /// fork's messages may come from at most `SESSION_MAX_FORK_DEPTH`
 /// sessions (it, its source, and the source's own ancestors that added
-/// messages before the cut): beyond, 409. With `Idempotency-Key`, a retry
-/// returns the first fork (410 if that fork was deleted since).
+/// messages before the cut): beyond, 409. A fork is a new session of the
+/// same config: refused (403) when that config is private to another
+/// application than the caller's, and (409) when it is retired. With
+/// `Idempotency-Key`, a retry by the same user returns the first fork
+/// (410 if that fork was deleted since).
 #[utoipa::path(
     post, path = "/api/sessions/{session_id}/fork", operation_id = "fork-session",
     tag = "sessions",
@@ -358,7 +373,7 @@ pub async fn fork(
         Some(key) => {
             let route = format!("POST /api/sessions/{session_id}/fork");
             let hash = idempotency::request_hash(&route, caller.user_id, &body);
-            idempotency::run_once(&mut client, caller.key.hash(), &key, &hash, async |tx| {
+            idempotency::run_once(&mut client, &caller, &key, &hash, async |tx| {
                 fork_in(tx, &state, &caller, session_id, &body).await
             })
             .await?

@@ -1,6 +1,7 @@
 //! `configs`: the YAML configurations sessions are created from. Each records
 //! the application that created it; only that application or the admin may
-//! change or delete it.
+//! change, retire or delete it. Other applications see it only if it is
+//! shared, or if sessions of theirs use it (migration V16).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -22,6 +23,11 @@ pub struct Config {
     /// An object of strings.
     #[schema(value_type = std::collections::HashMap<String, String>)]
     pub tags: Value,
+    /// Other applications may read it and create sessions from it.
+    pub shared: bool,
+    /// It takes no new sessions, is no longer listed, and is deleted with
+    /// its last session.
+    pub retired: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -34,6 +40,8 @@ impl From<&Row> for Config {
             description: row.get("description"),
             yaml_content: row.get("yaml_content"),
             tags: row.get::<_, Option<Value>>("tags").unwrap_or_default(),
+            shared: row.get("shared"),
+            retired: row.get("retired"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
         }
@@ -45,6 +53,18 @@ pub struct NewConfig<'a> {
     pub description: Option<&'a str>,
     pub yaml_content: &'a str,
     pub tags: &'a Value,
+    pub shared: bool,
+}
+
+/// Whether the application in `app` may see config `c`: it created it, it
+/// is shared, or sessions of this application use it (they were created
+/// while it was shared; they keep their config readable).
+macro_rules! visible_to_app {
+    () => {
+        "(c.created_by_app_id = app.app_id OR c.shared
+          OR EXISTS (SELECT 1 FROM sessions s
+                     WHERE s.config_id = c.config_id AND s.created_by_app_id = app.app_id))"
+    };
 }
 
 /// Stores a config created by the application of `key` (see `caller`).
@@ -57,8 +77,8 @@ pub async fn insert(
         .prepare_cached(concat!(
             with_app!(
                 ", inserted AS (
-                 INSERT INTO configs (name, description, yaml_content, tags, created_by_app_id)
-                 SELECT $2, $3, $4, $5, app.app_id FROM app WHERE app.is_active
+                 INSERT INTO configs (name, description, yaml_content, tags, shared, created_by_app_id)
+                 SELECT $2, $3, $4, $5, $6, app.app_id FROM app WHERE app.is_active
                  RETURNING *
              ) "
             ),
@@ -77,6 +97,7 @@ pub async fn insert(
                 &new.description,
                 &new.yaml_content,
                 new.tags,
+                &new.shared,
             ],
         )
         .await?;
@@ -84,7 +105,7 @@ pub async fn insert(
     Ok(Config::from(&row))
 }
 
-/// Any application may read any config; only writes are limited to its creator.
+/// The config, if the calling application may see it (retired or not).
 pub async fn get(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -96,7 +117,8 @@ pub async fn get(
             verdict!(),
             ", c.*",
             verdict_from!(),
-            " LEFT JOIN configs c ON app.is_active AND c.config_id = $2"
+            " LEFT JOIN configs c ON app.is_active AND c.config_id = $2 AND ",
+            visible_to_app!()
         ))
         .await?;
     let row = client.query_one(&stmt, &[&key, &config_id]).await?;
@@ -113,8 +135,9 @@ pub struct ConfigsAfter {
     pub config_id: Uuid,
 }
 
-/// A page of the calling application's configs, newest first, ties by
-/// id, read in the order of `idx_configs_app_created` from the cursor on.
+/// A page of the calling application's configs but retired ones, newest
+/// first, ties by id, read in the order of `idx_configs_app_created` from
+/// the cursor on.
 pub async fn list(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -131,6 +154,7 @@ pub async fn list(
                     verdict_from!(),
                     " LEFT JOIN LATERAL (
                          SELECT * FROM configs WHERE app.is_active AND created_by_app_id = app.app_id
+                           AND NOT retired
                          ORDER BY created_at DESC, config_id LIMIT $2
                      ) c ON true"
                 ))
@@ -147,6 +171,7 @@ pub async fn list(
                     " LEFT JOIN LATERAL (
                          SELECT * FROM configs
                          WHERE app.is_active AND created_by_app_id = app.app_id
+                           AND NOT retired
                            AND created_at <= $3 AND (created_at < $3 OR config_id > $4)
                          ORDER BY created_at DESC, config_id LIMIT $2
                      ) c ON true"
@@ -188,8 +213,9 @@ impl Writer<'_> {
 /// The outcome of a write limited to a config's creator.
 #[derive(Debug)]
 pub enum ConfigWrite<T> {
+    /// It does not exist, or the writer may not see it.
     NotFound,
-    /// It exists but belongs to another application.
+    /// The writer sees it, but another application created it.
     NotYours,
     Done(T),
 }
@@ -202,12 +228,15 @@ fn config_write<T>(row: &Row, done: impl FnOnce(&Row) -> Option<T>) -> ConfigWri
 }
 
 /// A partial update; `None` leaves a field unchanged. `description`
-/// distinguishes "leave" (`None`) from "clear" (`Some(None)`).
+/// distinguishes "leave" (`None`) from "clear" (`Some(None)`); `retire`
+/// only ever retires.
 pub struct ConfigChanges<'a> {
     pub name: Option<&'a str>,
     pub description: Option<Option<&'a str>>,
     pub yaml_content: Option<&'a str>,
     pub tags: Option<&'a Value>,
+    pub shared: Option<bool>,
+    pub retire: bool,
 }
 
 pub async fn update(
@@ -220,13 +249,18 @@ pub async fn update(
         .prepare_cached(concat!(
             with_app!(
                 ", target AS (
-                 SELECT config_id FROM configs, app WHERE app.is_active AND config_id = $3
+                 SELECT c.config_id FROM configs c, app
+                 WHERE app.is_active AND c.config_id = $3 AND ($2 OR ",
+                visible_to_app!(),
+                ")
              ), updated AS (
                  UPDATE configs c
                  SET name = COALESCE($4, c.name),
                      description = CASE WHEN $5 THEN $6 ELSE c.description END,
                      yaml_content = COALESCE($7, c.yaml_content),
-                     tags = COALESCE($8::jsonb, c.tags)
+                     tags = COALESCE($8::jsonb, c.tags),
+                     shared = COALESCE($9, c.shared),
+                     retired = c.retired OR $10
                  FROM app
                  WHERE app.is_active AND c.config_id = $3
                    AND ($2 OR c.created_by_app_id = app.app_id)
@@ -254,6 +288,8 @@ pub async fn update(
                 &description,
                 &changes.yaml_content,
                 &changes.tags,
+                &changes.shared,
+                &changes.retire,
             ],
         )
         .await?;
@@ -265,7 +301,8 @@ pub async fn update(
 }
 
 /// Deletes the config and, through the foreign key, its sessions (refused
-/// while other applications' sessions use it: migration V9).
+/// while other applications' sessions use it: migration V9; retiring is
+/// the way out then).
 pub async fn delete(
     client: &impl GenericClient,
     config_id: Uuid,
@@ -275,7 +312,10 @@ pub async fn delete(
         .prepare_cached(concat!(
             with_app!(
                 ", target AS (
-                 SELECT config_id FROM configs, app WHERE app.is_active AND config_id = $3
+                 SELECT c.config_id FROM configs c, app
+                 WHERE app.is_active AND c.config_id = $3 AND ($2 OR ",
+                visible_to_app!(),
+                ")
              ), deleted AS (
                  DELETE FROM configs c USING app
                  WHERE app.is_active AND c.config_id = $3

@@ -1,6 +1,9 @@
 //! `idempotency_keys`: the first successful response to a request carrying
 //! an `Idempotency-Key`, kept for 24 hours. Used inside the transaction of
 //! the write it protects, so the write and its record commit together.
+//! A key belongs to its caller (migration V15): the application and the
+//! user for a user's request, the application alone (user `None`) for a
+//! request without one; no caller can use up or probe another's keys.
 
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
@@ -37,13 +40,15 @@ pub enum Claim {
     Mismatch,
 }
 
-/// Claims `key` for this request of the application whose key hash is
-/// `app_key` (checked here too); returns that application's id with the
-/// claim. A concurrent claim of the same key waits here until the first
-/// transaction ends, then sees its recorded response.
+/// Claims `key` for this request of `user` through the application whose
+/// key hash is `app_key` (checked here too); returns that application's id
+/// with the claim. A concurrent claim of the same key by the same caller
+/// waits here until the first transaction ends, then sees its recorded
+/// response.
 pub async fn claim(
     client: &impl GenericClient,
     app_key: Option<&str>,
+    user: Option<Uuid>,
     key: &str,
     request_hash: &str,
 ) -> Result<(String, Claim), DbError> {
@@ -51,9 +56,9 @@ pub async fn claim(
         .prepare_cached(concat!(
             with_app!(
                 ", claimed AS (
-                 INSERT INTO idempotency_keys (app_id, idempotency_key, request_hash)
-                 SELECT app.app_id, $2, $3 FROM app WHERE app.is_active
-                 ON CONFLICT (app_id, idempotency_key) DO UPDATE
+                 INSERT INTO idempotency_keys (app_id, idempotency_key, user_id, request_hash)
+                 SELECT app.app_id, $2, $5::uuid, $3 FROM app WHERE app.is_active
+                 ON CONFLICT (app_id, idempotency_key, user_id) DO UPDATE
                  SET request_hash = EXCLUDED.request_hash, created_at = now(),
                      response_status = NULL, response_body = NULL, response_location = NULL,
                      session_id = NULL
@@ -67,14 +72,17 @@ pub async fn claim(
         ))
         .await?;
     let row = client
-        .query_one(&insert, &[&app_key, &key, &request_hash, &RETENTION_HOURS])
+        .query_one(
+            &insert,
+            &[&app_key, &key, &request_hash, &RETENTION_HOURS, &user],
+        )
         .await?;
     check_key(&row)?;
     let app_id: String = row.get("app_id");
     let claim = if row.get("claimed") {
         Claim::Claimed
     } else {
-        existing(client, &app_id, key, request_hash).await?
+        existing(client, &app_id, user, key, request_hash).await?
     };
     Ok((app_id, claim))
 }
@@ -84,6 +92,7 @@ pub async fn claim(
 async fn existing(
     client: &impl GenericClient,
     app_id: &str,
+    user: Option<Uuid>,
     key: &str,
     request_hash: &str,
 ) -> Result<Claim, DbError> {
@@ -93,10 +102,11 @@ async fn existing(
                     k.session_id, s.session_id IS NOT NULL AS session_exists
              FROM idempotency_keys k
              LEFT JOIN sessions s ON s.session_id = k.session_id
-             WHERE k.app_id = $1 AND k.idempotency_key = $2",
+             WHERE k.app_id = $1 AND k.idempotency_key = $2
+               AND k.user_id IS NOT DISTINCT FROM $3",
         )
         .await?;
-    let row = client.query_one(&select, &[&app_id, &key]).await?;
+    let row = client.query_one(&select, &[&app_id, &key, &user]).await?;
     if row.get::<_, String>("request_hash") != request_hash {
         return Ok(Claim::Mismatch);
     }
@@ -123,6 +133,7 @@ async fn existing(
 pub async fn record(
     client: &impl GenericClient,
     app_id: &str,
+    user: Option<Uuid>,
     key: &str,
     response: &Recorded,
 ) -> Result<(), DbError> {
@@ -131,7 +142,7 @@ pub async fn record(
             "UPDATE idempotency_keys
              SET response_status = $3, response_body = $4, response_location = $5,
                  session_id = $6
-             WHERE app_id = $1 AND idempotency_key = $2",
+             WHERE app_id = $1 AND idempotency_key = $2 AND user_id IS NOT DISTINCT FROM $7",
         )
         .await?;
     client
@@ -144,6 +155,7 @@ pub async fn record(
                 &response.body,
                 &response.location,
                 &response.session_id,
+                &user,
             ],
         )
         .await?;
@@ -153,13 +165,15 @@ pub async fn record(
 /// Deletes expired records, a batch at a time, until none is left; returns
 /// how many. Rows another transaction holds are skipped (the next sweep
 /// gets them), so the sweep never waits for a request or makes one wait.
+/// Rows are named by `ctid`: their key's user part may be NULL, which a
+/// row comparison would never match.
 pub async fn sweep(client: &impl GenericClient) -> Result<u64, DbError> {
     let stmt = client
         .prepare_cached(
-            "DELETE FROM idempotency_keys WHERE (app_id, idempotency_key) IN (
-                 SELECT app_id, idempotency_key FROM idempotency_keys
+            "DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY(
+                 SELECT ctid FROM idempotency_keys
                  WHERE created_at < now() - make_interval(hours => $1)
-                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                 LIMIT $2 FOR UPDATE SKIP LOCKED))",
         )
         .await?;
     let mut deleted = 0;

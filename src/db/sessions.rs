@@ -93,9 +93,38 @@ macro_rules! owner_rows {
     };
 }
 
+/// What create-session did.
+#[derive(Debug)]
+pub enum Created {
+    Done(Box<Session>),
+    /// The config does not exist, or is private to another application.
+    NoConfig,
+    /// The config is retired: it takes no new sessions.
+    ConfigRetired,
+}
+
+/// The CTE `config`: session `$2`'s config as the application in `app`
+/// may start sessions from it (`usable`: it created it, or it is shared),
+/// locked FOR SHARE so that a concurrent retire waits for the new session
+/// and then sees it, or this statement sees the config retired (or gone).
+/// Its select list is `$columns`; `$from` names the config (`c`).
+macro_rules! session_config {
+    ($columns:expr, $from:expr $(,)?) => {
+        concat!(
+            ", config AS (
+                 SELECT ",
+            $columns,
+            " FROM ",
+            $from,
+            " FOR SHARE OF c
+             )"
+        )
+    };
+}
+
 /// Creates a session owned by `owner`, its owner participant row and the
 /// owner's `users` row, in one statement (one round trip, atomic), for the
-/// application of `key`. `Ok(None)` when `config_id` does not exist.
+/// application of `key`, from a config that application may use.
 pub async fn create(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -103,14 +132,20 @@ pub async fn create(
     owner: Uuid,
     metadata: &Value,
     metadata_words: &str,
-) -> Result<Option<Session>, DbError> {
+) -> Result<Created, DbError> {
     let stmt = client
         .prepare_cached(concat!(
             with_app!(
+                session_config!(
+                    "c.config_id, c.retired",
+                    "configs c, app
+                     WHERE app.is_active AND c.config_id = $2
+                       AND (c.created_by_app_id = app.app_id OR c.shared)"
+                ),
                 ", new_session AS (
                  INSERT INTO sessions (config_id, owner_user_id, created_by_app_id, metadata)
-                 SELECT c.config_id, $3::uuid, app.app_id, $4::jsonb
-                 FROM configs c, app WHERE app.is_active AND c.config_id = $2
+                 SELECT config.config_id, $3::uuid, app.app_id, $4::jsonb
+                 FROM config, app WHERE NOT config.retired
                  RETURNING *
              ), lineage AS (
                  INSERT INTO session_lineage (session_id, origin_id, from_seq, through_seq)
@@ -123,9 +158,9 @@ pub async fn create(
                 " "
             ),
             verdict!(),
-            ", new_session.*",
+            ", config.retired AS config_retired, new_session.*",
             verdict_from!(),
-            " LEFT JOIN new_session ON true"
+            " LEFT JOIN config ON true LEFT JOIN new_session ON true"
         ))
         .await?;
     let row = client
@@ -135,9 +170,13 @@ pub async fn create(
         )
         .await?;
     check_key(&row)?;
-    Ok(row
-        .get::<_, Option<Uuid>>("session_id")
-        .map(|_| Session::from(&row)))
+    if row.get::<_, Option<Uuid>>("session_id").is_some() {
+        return Ok(Created::Done(Box::new(Session::from(&row))));
+    }
+    Ok(match row.get::<_, Option<bool>>("config_retired") {
+        Some(true) => Created::ConfigRetired,
+        _ => Created::NoConfig,
+    })
 }
 
 /// The session and the caller's role, recording the access; `Ok(None)`
@@ -277,8 +316,16 @@ pub async fn delete(
     let stmt = client
         .prepare_cached(concat!(
             with_caller!(
-                ", deleted AS (
-                 DELETE FROM sessions s USING caller
+                ", retired_config AS (
+                 -- Locked before the session, in the order delete-config
+                 -- takes them, for the trigger that deletes a retired
+                 -- config with its last session (migration V16).
+                 SELECT c.config_id FROM sessions s, configs c, caller
+                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
+                   AND c.config_id = s.config_id AND c.retired
+                 FOR NO KEY UPDATE OF c
+             ), deleted AS (
+                 DELETE FROM sessions s USING caller LEFT JOIN retired_config ON true
                  WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
                  RETURNING s.session_id
              ) "
@@ -334,6 +381,14 @@ pub enum Forked {
     TooDeep {
         limit: i32,
     },
+    /// The source's config is private to another application.
+    ConfigPrivate {
+        config_id: Uuid,
+    },
+    /// The source's config is retired: it takes no new sessions.
+    ConfigRetired {
+        config_id: Uuid,
+    },
 }
 
 /// A new session owned by `caller`, with the source's config, its
@@ -360,7 +415,12 @@ pub async fn fork(
                 ", source AS (
                  SELECT s.config_id, s.metadata, s.message_count
                  FROM sessions s, caller WHERE s.session_id = $2
-             ), cut AS (
+             )",
+                session_config!(
+                    "c.retired, (c.created_by_app_id = app.app_id OR c.shared) AS usable",
+                    "configs c, source, app WHERE c.config_id = source.config_id"
+                ),
+                ", cut AS (
                  SELECT COALESCE($4::int, message_count) AS up_to FROM source
              ), ancestry AS (
                  -- The source's lineage cut at up_to: the segments holding
@@ -381,8 +441,9 @@ pub async fn fork(
                  SELECT source.config_id, $3, app.app_id, COALESCE($5::jsonb, source.metadata),
                         cut.up_to, COALESCE((SELECT transcript_bytes FROM last_message), 0),
                         $2, cut.up_to
-                 FROM source, cut, app
-                 WHERE cut.up_to <= source.message_count
+                 FROM source, cut, app, config
+                 WHERE config.usable AND NOT config.retired
+                   AND cut.up_to <= source.message_count
                    AND (SELECT count(*) FROM ancestry) < $7
                  RETURNING *
              ), lineage AS (
@@ -435,8 +496,11 @@ pub async fn fork(
                 " "
             ),
             guarded_select!(
-                ", source.message_count AS source_count, cut.up_to, new_session.*",
-                " LEFT JOIN source ON true LEFT JOIN cut ON true LEFT JOIN new_session ON true")
+                ", source.message_count AS source_count, source.config_id AS source_config,
+                   config.usable AS config_usable, config.retired AS config_retired,
+                   cut.up_to, new_session.*",
+                " LEFT JOIN source ON true LEFT JOIN config ON true LEFT JOIN cut ON true
+                  LEFT JOIN new_session ON true")
         ))
         .await?;
     let row = client
@@ -461,6 +525,14 @@ pub async fn fork(
         let Some(last_seq) = row.get::<_, Option<i32>>("source_count") else {
             return Ok(None);
         };
+        let config_id: Uuid = row.get("source_config");
+        // Sessions keep their config (it is deleted with them), so it is here.
+        if row.get::<_, Option<bool>>("config_usable") != Some(true) {
+            return Ok(Some(Forked::ConfigPrivate { config_id }));
+        }
+        if row.get::<_, bool>("config_retired") {
+            return Ok(Some(Forked::ConfigRetired { config_id }));
+        }
         Ok(Some(if row.get::<_, i32>("up_to") > last_seq {
             Forked::BeyondLast { last_seq }
         } else {

@@ -11,7 +11,8 @@ async fn the_creator_updates_partially_and_others_are_forbidden() {
     let app = spawn_app().await;
     let key = app.create_application("owner-app").await;
     let other = app.create_application("other-app").await;
-    let id = app.create_config(&key).await;
+    // Shared: the other application sees it, and still may not change it.
+    let id = app.create_config_shared(&key, true).await;
     let path = format!("/api/configs/{id}");
 
     let updated = expect_status(
@@ -97,7 +98,7 @@ async fn deleting_a_config_deletes_its_sessions() {
     let app = spawn_app().await;
     let key = app.create_application("owner-app").await;
     let other = app.create_application("other-app").await;
-    let id = app.create_config(&key).await;
+    let id = app.create_config_shared(&key, true).await;
     let user = Uuid::new_v4();
     let session = app.create_session(&key, user, id).await;
     let path = format!("/api/configs/{id}");

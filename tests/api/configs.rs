@@ -27,18 +27,20 @@ async fn create_and_get_a_config() {
     assert_eq!(created["name"], "Assistant");
     assert_eq!(created["description"], "a helpful one");
     assert_eq!(created["tags"], json!({"team": "core"}));
+    assert_eq!(created["shared"], false, "private unless said");
+    assert_eq!(created["retired"], false);
 
-    // Any application may read it.
+    // Its application reads it; to another, a private config does not exist.
     let other = app.create_application("other-app").await;
     let id = created["config_id"].as_str().unwrap();
-    let response = app
-        .get(&format!("/api/configs/{id}"))
-        .header("X-API-Key", &other)
-        .send()
-        .await
-        .unwrap();
-    let fetched = expect_status(response, StatusCode::OK).await;
+    let read = |key: String| {
+        app.get(&format!("/api/configs/{id}"))
+            .header("X-API-Key", key)
+            .send()
+    };
+    let fetched = expect_status(read(key.clone()).await.unwrap(), StatusCode::OK).await;
     assert_eq!(fetched, created);
+    expect_problem(read(other).await.unwrap(), StatusCode::NOT_FOUND).await;
 
     let creator: Option<String> = app
         .db()

@@ -237,15 +237,22 @@ impl TestApp {
         register_application(&self.http, &self.address, ADMIN_KEY, app_id).await
     }
 
+    /// A config private to the application of `key`.
     pub async fn create_config(&self, key: &str) -> Uuid {
+        self.create_config_shared(key, false).await
+    }
+
+    /// A config, which other applications may use if `shared`.
+    pub async fn create_config_shared(&self, key: &str, shared: bool) -> Uuid {
         let response = self
             .post("/api/configs")
             .header("X-API-Key", key)
-            .json(&json!({"name": "cfg", "yaml_content": "model: test\n"}))
+            .json(&json!({"name": "cfg", "yaml_content": "model: test\n", "shared": shared}))
             .send()
             .await
             .unwrap();
         let body = expect_status(response, StatusCode::CREATED).await;
+        assert_eq!(body["shared"], shared);
         body["config_id"].as_str().unwrap().parse().unwrap()
     }
 

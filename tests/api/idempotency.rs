@@ -55,6 +55,7 @@ async fn a_retry_replays_the_first_response_without_writing() {
 
     // Keys belong to one application: another may use the same key.
     let other = app.create_application("other-app").await;
+    let body = json!({"config_id": app.create_config(&other).await, "metadata": {"a": 1}});
     assert_eq!(
         create(&app, &other, user, "retry-1", &body).await.status(),
         StatusCode::CREATED
@@ -215,4 +216,181 @@ async fn a_replay_after_its_session_was_deleted_is_410() {
         );
     }
     assert_eq!(app.count_rows("sessions", None).await, 0);
+}
+
+/// Keys belong to the caller, not to everyone using the application: user
+/// B using `msg-12345` first neither blocks user A's request with that key
+/// nor learns that A used it (the griefing of issue 16).
+#[tokio::test]
+async fn users_of_one_application_have_their_own_keys() {
+    let app = spawn_app().await;
+    let key = app.create_application("idem-app").await;
+    let config = app.create_config(&key).await;
+    let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+    let for_alice = json!({"config_id": config, "metadata": {"for": "alice"}});
+    let for_bob = json!({"config_id": config, "metadata": {"for": "bob"}});
+
+    let bobs = create(&app, &key, bob, "msg-12345", &for_bob).await;
+    assert_eq!(bobs.status(), StatusCode::CREATED);
+    let bobs: Value = bobs.json().await.unwrap();
+    let alices = create(&app, &key, alice, "msg-12345", &for_alice).await;
+    assert_eq!(alices.status(), StatusCode::CREATED, "not blocked by Bob");
+    assert!(alices.headers().get("idempotent-replayed").is_none());
+    let alices: Value = alices.json().await.unwrap();
+    assert_eq!(alices["owner_user_id"], alice.to_string());
+    assert_ne!(alices["session_id"], bobs["session_id"]);
+
+    // Each retry replays its own caller's response.
+    for (user, body, first) in [(alice, &for_alice, &alices), (bob, &for_bob, &bobs)] {
+        let again = create(&app, &key, user, "msg-12345", body).await;
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(&again, first);
+    }
+    assert_eq!(app.count_rows("sessions", None).await, 2);
+
+    // Two participants appending to one session with the same key: both
+    // appends happen; neither is a replay of the other's.
+    let session = alices["session_id"].as_str().unwrap();
+    let added = app
+        .add_participant(&key, alice, session, bob, "editor")
+        .await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+    let path = format!("/api/sessions/{session}/messages");
+    for (user, text) in [(bob, "from bob"), (alice, "from alice")] {
+        let response = app
+            .as_user(app.post(&path), &key, user)
+            .header("Idempotency-Key", "append-1")
+            .json(&json!({"messages": [{"text": text}]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.headers().get("idempotent-replayed").is_none());
+        expect_status(response, StatusCode::OK).await;
+    }
+    let count: i32 = app
+        .scalar(
+            "SELECT message_count FROM sessions WHERE session_id = $1",
+            &[&session.parse::<Uuid>().unwrap()],
+        )
+        .await;
+    assert_eq!(count, 2);
+}
+
+/// Requests made by an application alone (no user) have keys of their
+/// own per application: no user's key is theirs, nor another
+/// application's. No such route takes a key yet, so this drives the
+/// storage directly.
+#[tokio::test]
+async fn application_only_keys_are_per_application() {
+    use amplifier_sessions::auth::api_key::hash;
+    use amplifier_sessions::db::idempotency::{self, Claim, Recorded};
+
+    let app = spawn_app().await;
+    let keys = [
+        app.create_application("app-one").await,
+        app.create_application("app-two").await,
+    ];
+    let user = Uuid::new_v4();
+    let pool = deadpool_postgres::Config {
+        url: Some(app.database_url.clone()),
+        ..Default::default()
+    }
+    .create_pool(None, tokio_postgres::NoTls)
+    .unwrap();
+    let mut db = pool.get().await.unwrap();
+    let response = |n: u16| Recorded {
+        status: 200,
+        body: format!("{{\"n\": {n}}}"),
+        location: None,
+        session_id: None,
+    };
+    // Each caller claims "k" with a request of its own, and records it.
+    let callers = [
+        (&keys[0], None),
+        (&keys[1], None),
+        (&keys[0], Some(user)),
+        (&keys[1], Some(user)),
+    ];
+    for (n, (key, user)) in callers.iter().enumerate() {
+        let tx = db.transaction().await.unwrap();
+        let request = format!("{n:064}"); // a SHA-256 in hex is 64 characters
+        let (app_id, claim) = idempotency::claim(&tx, Some(&hash(key)), *user, "k", &request)
+            .await
+            .unwrap();
+        assert!(matches!(claim, Claim::Claimed), "{n}: {claim:?}");
+        idempotency::record(&tx, &app_id, *user, "k", &response(n as u16))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    // Each finds its own record again, and only its own.
+    for (n, (key, user)) in callers.iter().enumerate() {
+        let tx = db.transaction().await.unwrap();
+        let request = format!("{n:064}"); // a SHA-256 in hex is 64 characters
+        let (_, claim) = idempotency::claim(&tx, Some(&hash(key)), *user, "k", &request)
+            .await
+            .unwrap();
+        match claim {
+            Claim::Replay(recorded) => assert_eq!(recorded.body, response(n as u16).body),
+            other => panic!("{n}: {other:?}"),
+        }
+    }
+    assert_eq!(app.count_rows("idempotency_keys", None).await, 4);
+}
+
+/// Records made before migration V15 belong to the application; each
+/// about a session that still exists goes to that session's participants
+/// (the request hash, which includes the sender, decides whose retry
+/// replays it); records that cannot be attributed are dropped.
+#[tokio::test]
+async fn the_migration_gives_old_records_to_the_participants() {
+    let database_url = fresh_database(&admin_url()).await;
+    let config: tokio_postgres::Config = database_url.parse().unwrap();
+    let tls = tokio_postgres::NoTls;
+    amplifier_sessions::db::migrate::run_until(&config, tls, 14)
+        .await
+        .unwrap();
+    let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+    let db = pg_connect(&database_url).await;
+    db.batch_execute(&format!(
+        "INSERT INTO configs (config_id, name, yaml_content) VALUES
+             ('00000000-0000-4000-8000-00000000c0f1', 'c', 'a: 1');
+         INSERT INTO sessions (session_id, config_id, owner_user_id) VALUES
+             ('00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-00000000c0f1',
+              '{alice}');
+         INSERT INTO session_participants (session_id, user_id, role) VALUES
+             ('00000000-0000-4000-8000-0000000000a1', '{alice}', 'owner'),
+             ('00000000-0000-4000-8000-0000000000a1', '{bob}', 'editor');
+         INSERT INTO idempotency_keys (app_id, idempotency_key, request_hash, response_status,
+                                       response_body, session_id) VALUES
+             ('app', 'live', repeat('a', 64), 200, '{{}}', '00000000-0000-4000-8000-0000000000a1'),
+             ('app', 'gone', repeat('b', 64), 201, '{{}}', '00000000-0000-4000-8000-0000000000a2'),
+             ('app', 'old', repeat('c', 64), 201, '{{}}', NULL);"
+    ))
+    .await
+    .unwrap();
+    amplifier_sessions::db::migrate::run(&config, tls, None)
+        .await
+        .unwrap();
+    let rows = db
+        .query(
+            "SELECT idempotency_key, user_id, request_hash FROM idempotency_keys ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut expected = [alice, bob];
+    expected.sort();
+    let rows: Vec<(String, Uuid, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        expected
+            .iter()
+            .map(|user| ("live".to_owned(), *user, "a".repeat(64)))
+            .collect::<Vec<_>>()
+    );
 }

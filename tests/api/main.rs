@@ -6,6 +6,7 @@ mod app_admin;
 mod applications;
 mod auth;
 mod children;
+mod config_sharing;
 mod config_writes;
 mod configs;
 mod cors;

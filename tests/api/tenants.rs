@@ -23,7 +23,7 @@ async fn a_config_shared_with_other_applications_keeps_their_sessions() {
     let app = spawn_app().await;
     let key_a = app.create_application("tenant-a").await;
     let key_b = app.create_application("tenant-b").await;
-    let config = app.create_config(&key_a).await;
+    let config = app.create_config_shared(&key_a, true).await;
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
     let own = app.create_session(&key_a, alice, config).await;
     let foreign = app.create_session(&key_b, bob, config).await;
