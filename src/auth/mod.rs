@@ -223,6 +223,18 @@ async fn count(
                 retry_after,
             })
         }
+        Err(Refusal::ShareUsedUp { policy, standings }) => {
+            if let Some(slot) = slot {
+                slot.fill(&standings);
+            }
+            Err(ApiError::TooManyRequests {
+                detail: format!(
+                    "near the \"{policy}\" rate limit, this instance's share of what is left \
+                     is used up until it learns the other instances' use; retry in 1 s"
+                ),
+                retry_after: 1,
+            })
+        }
         Err(refusal @ Refusal::Unsynced) => {
             tracing::warn!(%refusal, "rate limits could not be checked");
             Err(ApiError::Unavailable(

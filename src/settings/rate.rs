@@ -41,7 +41,7 @@ pub(super) fn from_vars(
     let per_minute = |name: &'static str, default: u32| -> Result<PerMinute, SettingsError> {
         Ok(Some(vars.parse_or::<u32>(name, default)?).filter(|&n| n > 0))
     };
-    let sync_ms: u64 = vars.parse_or("RATE_LIMIT_SYNC_MS", 200)?;
+    let sync_ms: u64 = vars.parse_or("RATE_LIMIT_SYNC_MS", 1000)?;
     if !(10..=10_000).contains(&sync_ms) {
         return Err(SettingsError::new(
             "RATE_LIMIT_SYNC_MS",

@@ -207,6 +207,13 @@ pub enum Refusal {
         retry_after: u64,
         standings: Standings,
     },
+    /// Near the limit, this instance's share of what is left is used up
+    /// until the other instances' use is known.
+    #[error("the {policy} rate limit's share of this instance is used up")]
+    ShareUsedUp {
+        policy: &'static str,
+        standings: Standings,
+    },
     /// The counts could not be synced with the database in time.
     #[error("rate limits cannot be checked now")]
     Unsynced,
@@ -215,7 +222,9 @@ pub enum Refusal {
 enum Verdict {
     Admit(Standings),
     Refuse(Refusal),
-    WaitForSync,
+    /// Within the limit, beyond this instance's lease: a sync may give
+    /// more; if none does, the refusal.
+    WaitForSync(Refusal),
 }
 
 pub struct RateLimiter {
@@ -258,11 +267,12 @@ impl RateLimiter {
         self.started.call_once(|| sync::start(self.clone()));
         let key_hash: Arc<str> = Arc::from(caller.api_key_hash.unwrap_or("dev"));
         let mut synced = self.synced.subscribe();
-        for _ in 0..=MAX_SYNC_WAITS {
+        for wait in 0..=MAX_SYNC_WAITS {
             match self.decide(&key_hash, &scopes, Moment::now()) {
                 Verdict::Admit(standings) => return Ok(standings),
                 Verdict::Refuse(refusal) => return Err(refusal),
-                Verdict::WaitForSync => {
+                Verdict::WaitForSync(refusal) if wait == MAX_SYNC_WAITS => return Err(refusal),
+                Verdict::WaitForSync(_) => {
                     synced.borrow_and_update();
                     self.wanted.notify_one();
                     if tokio::time::timeout(self.max_wait, synced.changed())
@@ -274,7 +284,7 @@ impl RateLimiter {
                 }
             }
         }
-        Err(Refusal::Unsynced)
+        unreachable!("the last round returns")
     }
 
     fn scopes(&self, caller: Caller<'_>) -> Vec<Scope> {
@@ -307,7 +317,7 @@ impl RateLimiter {
             make_room(&mut buckets, at);
         }
         let mut standings = Standings::default();
-        let mut wait = false;
+        let mut wait = None;
         for &scope in scopes {
             let key = BucketKey {
                 api_key_hash: key_hash.clone(),
@@ -332,12 +342,12 @@ impl RateLimiter {
                 });
             }
             if bucket.since_sync >= bucket.lease(at) {
-                wait = true;
+                wait = Some(scope.policy());
             }
             standings.push(bucket.standing(scope, limit, at));
         }
-        if wait {
-            return Verdict::WaitForSync;
+        if let Some(policy) = wait {
+            return Verdict::WaitForSync(Refusal::ShareUsedUp { policy, standings });
         }
         for &scope in scopes {
             let key = BucketKey {
