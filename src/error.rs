@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::db::DbError;
 
-/// Seconds a client should wait before retrying a 503.
+/// Seconds a client should wait before retrying a 503 or a 429.
 const RETRY_AFTER_SECONDS: &str = "2";
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,10 @@ pub enum ApiError {
     /// Well-formed but invalid content; the message names the field.
     #[error("{0}")]
     Validation(String),
+    /// The calling application holds its share of this instance's
+    /// database connections; others are still served.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The database or another service we depend on cannot be reached.
     #[error("{0}")]
     Unavailable(String),
@@ -101,6 +105,11 @@ impl ApiError {
                 "validation-error",
                 "Validation failed",
             ),
+            TooManyRequests(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
+            ),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service-unavailable",
@@ -143,7 +152,7 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -200,6 +209,10 @@ impl From<DbError> for ApiError {
                     "the database did not finish this request in time and it changed nothing; retry shortly"
                         .to_owned(),
                 )
+            }
+            DbError::OverShare(over) => {
+                tracing::info!(%over, "an application's request refused: over its pool share");
+                ApiError::TooManyRequests(over.to_string())
             }
             DbError::KeyRefused(refusal) => crate::auth::key_refused(refusal),
             DbError::LastOwner => {

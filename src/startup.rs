@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             ApiError::Internal("handler panicked".to_owned()).into_response()
         }))
         .layer(axum::middleware::from_fn(limits::abandoned::watch))
+        .layer(axum::middleware::from_fn(limits::pool_share::scope))
         .layer(axum::middleware::from_fn(telemetry::log_request))
         .with_state(state);
     match cors(&origins) {

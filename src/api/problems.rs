@@ -28,9 +28,11 @@ macro_rules! problems {
 }
 
 problems!(
-    /// Every call with credentials: refused (401), not allowed (403), or
-    /// the database, Key Vault or the identity provider out of reach (503).
-    CallerProblems: 401, 403, 503
+    /// Every call with credentials: refused (401), not allowed (403), an
+    /// application over its share of the instance's database connections
+    /// (429), or the database, Key Vault or the identity provider out of
+    /// reach (503).
+    CallerProblems: 401, 403, 429, 503
 );
 problems!(
     /// A resource the request names (by an id in its path, or a config in

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::auth::token::TokenError;
 use crate::db::{DbError, KeyRefusal, applications};
 use crate::error::ApiError;
+use crate::limits::pool_share;
 use crate::settings::DEV_USER_ID;
 use crate::state::AppState;
 
@@ -130,8 +131,11 @@ impl FromRequestParts<AppState> for Admin {
         if is_admin_key(state, key).await? {
             return Ok(Admin);
         }
-        // A valid application key is authenticated but not allowed here.
-        match check_key(state, &AppKey::of(key)).await {
+        // A valid application key is authenticated but not allowed here;
+        // its lookup counts against the application's pool share.
+        let key = AppKey::of(key);
+        pool_share::claim(key.hash());
+        match check_key(state, &key).await {
             Ok(()) => Err(ApiError::Forbidden(
                 "only the admin key may manage applications".to_owned(),
             )),
@@ -149,6 +153,7 @@ impl FromRequestParts<AppState> for AppCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(key) = api_key(parts)? else {
             if !state.settings.auth.required {
+                pool_share::claim(None);
                 return Ok(AppCaller { key: AppKey(None) });
             }
             return Err(key_error(
@@ -162,6 +167,9 @@ impl FromRequestParts<AppState> for AppCaller {
             ));
         }
         let key = AppKey::of(key);
+        // Every database call of the request counts against the key's
+        // share of the pool, its lookup below included.
+        pool_share::claim(key.hash());
         // Refused before the body is read (extractors of the head run
         // first): a key this instance has not seen valid lately is looked
         // up once.

@@ -29,6 +29,7 @@ mod owners;
 mod package;
 mod pagination;
 mod participants;
+mod pool_shares;
 mod process;
 mod rs256;
 mod sessions;
