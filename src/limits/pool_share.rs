@@ -65,8 +65,8 @@ pub fn tenant() -> Option<Arc<str>> {
 /// Why a request of an application got no connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OverShare {
-    /// Its share is held and as many of its requests wait already.
-    Full { connections: usize },
+    /// Its share is held and its waiting slots are taken.
+    Full { connections: usize, waiting: usize },
     /// It waited the whole pool timeout for its share.
     TimedOut {
         connections: usize,
@@ -77,11 +77,14 @@ pub enum OverShare {
 impl fmt::Display for OverShare {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OverShare::Full { connections } => write!(
+            OverShare::Full {
+                connections,
+                waiting,
+            } => write!(
                 f,
                 "this application already holds its share of {connections} database \
-                 connection(s) on this instance, and as many of its requests wait for one; \
-                 retry when some have finished"
+                 connection(s) on this instance, and {waiting} more of its requests wait for \
+                 one; retry when some have finished"
             ),
             OverShare::TimedOut {
                 connections,
@@ -141,6 +144,7 @@ impl PoolShares {
                 Err(TryAcquireError::NoPermits) => {
                     return Err(OverShare::Full {
                         connections: self.connections,
+                        waiting: self.admitted - self.connections,
                     });
                 }
                 Err(TryAcquireError::Closed) => unreachable!("never closed"),
@@ -223,7 +227,10 @@ mod tests {
         }
         assert_eq!(
             shares.acquire(named("a")).await.err(),
-            Some(OverShare::Full { connections: 2 })
+            Some(OverShare::Full {
+                connections: 2,
+                waiting: 1
+            })
         );
         // Another tenant is not affected.
         let _b = shares.acquire(named("b")).await.unwrap();

@@ -58,7 +58,7 @@ async fn an_application_over_its_share_is_refused_at_once_while_others_are_serve
     };
     expect_over_share(
         refused.unwrap().unwrap(),
-        "already holds its share of 2 database connection",
+        "already holds its share of 2 database connection(s) on this instance, and 1 more",
     )
     .await;
     // While A's waiting slot is taken, every further request is refused.
