@@ -850,7 +850,10 @@ def main():
     pg.psql(f"GRANT pg_read_all_stats TO {APP_ROLE}", db="postgres")
 
     log("fixtures ...")
-    service = Service(pg, args.connections, args.port)
+    # One application, as a deployment serving one would be configured: the
+    # whole pool, no shares (bench_shares.py measures them).
+    whole_pool = {"DATABASE_POOL_APP_SHARE": "1"}
+    service = Service(pg, args.connections, args.port, extra=whole_pool)
     service.start()
     fx = Fixture(service, args)
     if args.only == "fork":
@@ -874,7 +877,7 @@ def main():
             "TLS (sslmode=require, system CA bundle)": cold_start(pg, args, fixtures, "require",
                                                                   {"SSL_CERT_FILE": bundle})}
 
-    service = Service(pg, args.connections, args.port)
+    service = Service(pg, args.connections, args.port, extra=whole_pool)
     service.start()
     service.request("GET", "/api/health")
     time.sleep(0.5)
@@ -1248,10 +1251,27 @@ def write_report(args, results, trips, cold, idle_rss, peak_rss, growth, export,
     print("\n".join(lines))
 
 
-if __name__ == "__main__":
+def replace_section(path, begin, end, section):
+    """Puts `section` (which starts with `begin` and ends with `end` and a
+    newline) in place of the one between those marks in `path`, or at its end."""
+    text = open(path).read() if os.path.exists(path) else ""
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end) + 1:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def run(main):
+    """Runs `main`, stopping the services it started however it ends."""
     try:
         main()
     finally:
         for proc in RUNNING:
             if proc.poll() is None:
                 proc.terminate()
+
+
+if __name__ == "__main__":
+    run(main)

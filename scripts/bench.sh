@@ -4,14 +4,20 @@
 # logs, runs scripts/bench.py (wrk against the service, pgbench against the
 # same SQL, round trips of every function, cold start, memory, transcript
 # growth, scale) and writes docs/benchmarks.md; then scripts/bench_attacks.py
-# (issue 15's attacks on one instance) and scripts/bench_limits.py (issue
-# 16's rate limits) add their sections.
+# (issue 15's attacks on one instance), scripts/bench_shares.py (issue 16:
+# one application's flood of slow requests against another's reads) and
+# scripts/bench_limits.py (issue 16's rate limits) add their sections.
 # Environment: BENCH_DURATION (s per run, default 10), BENCH_CONNECTIONS
 # (default 8), BENCH_USERS (default 200), BENCH_GROWTH_MESSAGES (default
-# 100000), BENCH_SCALE_SESSIONS (default 1000000), BENCH_ONLY=attacks or
-# BENCH_ONLY=limits (only that section).
+# 100000), BENCH_SCALE_SESSIONS (default 1000000), BENCH_ONLY=attacks,
+# shares or limits (only that section).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+only=${BENCH_ONLY:-}
+case "$only" in
+  ""|attacks|shares|limits) ;;
+  *) echo "bench: BENCH_ONLY must be attacks, shares or limits" >&2; exit 1 ;;
+esac
 
 scripts/install-deps.sh
 if ! command -v wrk >/dev/null 2>&1; then
@@ -32,17 +38,19 @@ scripts/local-pg.sh start "$dir" "$port" --fast --ssl \
   --conf log_directory=log --conf log_parameter_max_length=-1 \
   --conf max_wal_size=4GB
 
-only=${BENCH_ONLY:-}
 if [ -z "$only" ]; then
   python3 scripts/bench.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt" \
     --duration "${BENCH_DURATION:-10}" --connections "${BENCH_CONNECTIONS:-8}" \
     --users "${BENCH_USERS:-200}" --growth-messages "${BENCH_GROWTH_MESSAGES:-100000}" \
     --scale-sessions "${BENCH_SCALE_SESSIONS:-1000000}"
 fi
-# Issue 15's attacks and issue 16's rate limits; each replaces its section
-# of docs/benchmarks.md.
+# Issue 15's attacks and issue 16's pool shares and rate limits; each
+# replaces its section of docs/benchmarks.md.
 if [ -z "$only" ] || [ "$only" = attacks ]; then
   python3 scripts/bench_attacks.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt"
+fi
+if [ -z "$only" ] || [ "$only" = shares ]; then
+  python3 scripts/bench_shares.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt"
 fi
 if [ -z "$only" ] || [ "$only" = limits ]; then
   python3 scripts/bench_limits.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt"

@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use crate::db::DbError;
 
-/// Seconds a client should wait before retrying a 503.
-const RETRY_AFTER_SECONDS: &str = "2";
+/// Seconds a client should wait before retrying a 503, or a 429 for a
+/// pool share (connections come back within milliseconds to seconds).
+const RETRY_AFTER_SECONDS: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -40,8 +41,9 @@ pub enum ApiError {
     /// Well-formed but invalid content; the message names the field.
     #[error("{0}")]
     Validation(String),
-    /// The caller is over a rate limit; `retry_after` seconds becomes
-    /// `Retry-After`.
+    /// The caller is over a rate limit, or its application holds its share
+    /// of this instance's database connections (others are still served);
+    /// `retry_after` seconds becomes `Retry-After`.
     #[error("{detail}")]
     TooManyRequests { detail: String, retry_after: u64 },
     /// The database or another service we depend on cannot be reached.
@@ -156,10 +158,7 @@ impl IntoResponse for ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::Unavailable(_) => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                );
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
             _ => {}
         }
@@ -212,6 +211,13 @@ impl From<DbError> for ApiError {
                     "the database did not finish this request in time and it changed nothing; retry shortly"
                         .to_owned(),
                 )
+            }
+            DbError::OverShare(over) => {
+                tracing::info!(%over, "an application's request refused: over its pool share");
+                ApiError::TooManyRequests {
+                    detail: over.to_string(),
+                    retry_after: RETRY_AFTER_SECONDS,
+                }
             }
             DbError::KeyRefused(refusal) => crate::auth::key_refused(refusal),
             DbError::LastOwner => {

@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::rate::sources::middleware,
         ))
+        .layer(axum::middleware::from_fn(limits::pool_share::scope))
         .layer(axum::middleware::from_fn(telemetry::log_request))
         .with_state(state);
     match cors(&origins) {

@@ -22,6 +22,7 @@ use crate::auth::UserCaller;
 use crate::db::messages::{self, Appended, Direction, NewMessages, StoredMessage};
 use crate::db::sessions;
 use crate::error::{ApiError, Problem};
+use crate::limits::pool_share;
 use crate::roles::{self, Action};
 use crate::search;
 use crate::state::AppState;
@@ -323,17 +324,21 @@ pub async fn export(
     };
     let through = session.last_seq;
     let first = ndjson_line(&session);
+    // The body is polled after this handler returned: its pages still
+    // count against the application's pool share.
+    let claim = pool_share::current();
     // Pages after the first line: (last seq sent, done).
     let pages = stream::unfold((0, false), move |(after, done)| {
         let state = state.clone();
+        let claim = claim.clone();
         async move {
             if done || after >= through {
                 return None;
             }
-            let page = async {
+            let page = pool_share::carried(claim, async {
                 let client = state.db.client().await?;
                 messages::export_page(&*client, session_id, after, through, EXPORT_PAGE).await
-            }
+            })
             .await;
             match page {
                 Ok(page) if page.is_empty() => Some((

@@ -29,7 +29,8 @@ macro_rules! problems {
 
 problems!(
     /// Every call with credentials: refused (401), not allowed (403), over
-    /// a rate limit (429), or the database, Key Vault or the identity
+    /// a rate limit or its application's share of the instance's database
+    /// connections (429), or the database, Key Vault or the identity
     /// provider out of reach (503).
     CallerProblems: 401, 403, 429, 503
 );

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::auth::token::TokenError;
 use crate::db::{DbError, KeyRefusal, applications};
 use crate::error::ApiError;
+use crate::limits::pool_share;
 use crate::limits::rate::{self, Refusal};
 use crate::settings::DEV_USER_ID;
 use crate::state::AppState;
@@ -131,8 +132,11 @@ impl FromRequestParts<AppState> for Admin {
         if is_admin_key(state, key).await? {
             return Ok(Admin);
         }
-        // A valid application key is authenticated but not allowed here.
-        match check_key(state, &AppKey::of(key)).await {
+        // A valid application key is authenticated but not allowed here;
+        // its lookup counts against the application's pool share.
+        let key = AppKey::of(key);
+        pool_share::claim(key.hash());
+        match check_key(state, &key).await {
             Ok(()) => Err(ApiError::Forbidden(
                 "only the admin key may manage applications".to_owned(),
             )),
@@ -160,6 +164,7 @@ impl FromRequestParts<AppState> for AppCaller {
 async fn app_key(parts: &Parts, state: &AppState) -> Result<AppKey, ApiError> {
     let Some(key) = api_key(parts)? else {
         if !state.settings.auth.required {
+            pool_share::claim(None);
             return Ok(AppKey(None));
         }
         return Err(key_error(
@@ -173,6 +178,9 @@ async fn app_key(parts: &Parts, state: &AppState) -> Result<AppKey, ApiError> {
         ));
     }
     let key = AppKey::of(key);
+    // Every database call of the request counts against the key's share
+    // of the pool, its lookup below included.
+    pool_share::claim(key.hash());
     if let Some(hash) = key.hash()
         && !state.known_keys.contains(hash)
     {

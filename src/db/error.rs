@@ -53,6 +53,10 @@ pub enum DbError {
     /// it may not be deleted or change its content (migration V9).
     #[error("the config is used by {0} sessions of other applications")]
     ConfigShared(i64),
+    /// The calling application holds its share of the pool (see
+    /// `limits::pool_share`): refused without touching the database.
+    #[error("{0}")]
+    OverShare(crate::limits::pool_share::OverShare),
     /// A statement was cancelled: it ran past `DATABASE_STATEMENT_TIMEOUT_MS`
     /// (SQLSTATE 57014).
     #[error("statement cancelled: {0}")]

@@ -15,6 +15,7 @@ use tokio_postgres::{NoTls, Socket};
 use super::entra::{EntraConnect, EntraPassword};
 use super::pooled::{CancelTls, Pooled};
 use super::{DbError, migrate};
+use crate::limits::pool_share::{self, OverShare, PoolShares};
 use crate::secrets::{Resolved, Secrets};
 use crate::settings::DatabaseSettings;
 
@@ -33,6 +34,9 @@ pub struct Database {
     pool: RwLock<Option<(Pool, tokio_postgres::Config, CancelTls)>>,
     /// Whether the warm-up (`DATABASE_POOL_MIN_SIZE`) has begun.
     warming: AtomicBool,
+    /// What each application may hold of the pool; `None` when a share is
+    /// the whole pool (it would limit nothing but how many wait).
+    shares: Option<Arc<PoolShares>>,
 }
 
 impl Database {
@@ -42,6 +46,9 @@ impl Database {
         entra: Option<Arc<EntraPassword>>,
     ) -> Self {
         Self {
+            shares: (settings.pool_app_connections < settings.pool_max_size).then(|| {
+                PoolShares::new(settings.pool_app_connections, settings.pool_app_max_waiting)
+            }),
             settings,
             secrets,
             entra,
@@ -56,14 +63,36 @@ impl Database {
     }
 
     /// A pooled connection, waiting at most the pool timeout in total
-    /// (building the pool included) so callers never hang; the work done
-    /// through it is bounded too (`pooled`).
+    /// (for the application's share and building the pool included) so
+    /// callers never hang; the work done through it is bounded too
+    /// (`pooled`). A request of an application over its share is refused
+    /// at once (`limits::pool_share`).
     pub async fn client(&self) -> Result<Pooled, DbError> {
         let timeout = self.settings.pool_timeout;
-        let (object, tls) = tokio::time::timeout(timeout, self.client_with_rotation())
+        let deadline = tokio::time::Instant::now() + timeout;
+        let share = match (&self.shares, pool_share::tenant()) {
+            (Some(shares), Some(tenant)) => Some(
+                tokio::time::timeout_at(deadline, shares.acquire(tenant))
+                    .await
+                    .map_err(|_| {
+                        DbError::OverShare(OverShare::TimedOut {
+                            connections: shares.connections(),
+                            waited: timeout,
+                        })
+                    })?
+                    .map_err(DbError::OverShare)?,
+            ),
+            _ => None,
+        };
+        let (object, tls) = tokio::time::timeout_at(deadline, self.client_with_rotation())
             .await
             .map_err(|_| DbError::Unavailable(format!("no connection within {timeout:?}")))??;
-        Ok(Pooled::new(object, tls, self.settings.statement_timeout))
+        Ok(Pooled::new(
+            object,
+            tls,
+            self.settings.statement_timeout,
+            share,
+        ))
     }
 
     async fn client_with_rotation(&self) -> Result<(Object, CancelTls), DbError> {

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{CancelToken, NoTls};
 
 use crate::limits::abandoned::{self, Abandoned};
+use crate::limits::pool_share::Share;
 
 /// How cancel requests reach the server: as the pool's connections do.
 #[derive(Clone)]
@@ -36,6 +37,9 @@ pub struct Pooled {
     state: Arc<Mutex<Held>>,
     watchdog: JoinHandle<()>,
     abandoned: Option<Arc<Abandoned>>,
+    /// The application's place in its share of the pool; a field, so it is
+    /// given back after the connection (`drop` runs first).
+    _share: Option<Share>,
 }
 
 #[derive(Default)]
@@ -47,7 +51,12 @@ struct Held {
 }
 
 impl Pooled {
-    pub(super) fn new(object: Object, tls: CancelTls, limit: Duration) -> Self {
+    pub(super) fn new(
+        object: Object,
+        tls: CancelTls,
+        limit: Duration,
+        share: Option<Share>,
+    ) -> Self {
         let token = object.cancel_token();
         let state = Arc::new(Mutex::new(Held::default()));
         let watchdog = {
@@ -75,6 +84,7 @@ impl Pooled {
             state,
             watchdog,
             abandoned: abandoned::current(),
+            _share: share,
         }
     }
 }

@@ -33,6 +33,16 @@ pub struct DatabaseSettings {
     /// How long a request waits for a connection (including building the
     /// pool) before it gets a 503.
     pub pool_timeout: Duration,
+    /// Connections one application may hold at once on this instance
+    /// (`DATABASE_POOL_APP_SHARE` of the pool, at least 1), so that one
+    /// application's burst leaves the rest of the pool to the others.
+    pub pool_app_connections: usize,
+    /// Requests of one application that may wait for its share when it is
+    /// held; more are refused at once (429). Waiters hold no connection, so
+    /// they cost other applications nothing; the default (ten per
+    /// connection of the share) lets a burst of fast requests queue for a
+    /// few milliseconds rather than come back after `Retry-After`.
+    pub pool_app_max_waiting: usize,
     /// How long a request may keep its connection busy; then its running
     /// statement is cancelled and the answer is 503 (`db::pooled`).
     pub statement_timeout: Duration,
@@ -60,9 +70,14 @@ pub(super) fn from_vars(
         }
         None => Some(DEFAULT_DATABASE_URL),
     };
+    let pool_max_size = vars.parse_or("DATABASE_POOL_MAX_SIZE", 10)?;
+    let pool_app_connections = app_connections(vars, pool_max_size)?;
     let database = DatabaseSettings {
         config: url.map(parse_database_url).transpose()?,
-        pool_max_size: vars.parse_or("DATABASE_POOL_MAX_SIZE", 10)?,
+        pool_max_size,
+        pool_app_connections,
+        pool_app_max_waiting: vars
+            .parse_or("DATABASE_POOL_APP_MAX_WAITING", 10 * pool_app_connections)?,
         pool_min_size: vars.parse_or("DATABASE_POOL_MIN_SIZE", 1)?,
         pool_timeout: Duration::from_millis(vars.parse_or("DATABASE_POOL_TIMEOUT_MS", 5000)?),
         statement_timeout: Duration::from_millis(
@@ -100,6 +115,19 @@ pub(super) fn from_vars(
         ));
     }
     Ok(database)
+}
+
+/// `DATABASE_POOL_APP_SHARE` (a fraction of the pool, default one half)
+/// in connections: rounded down, but at least one.
+fn app_connections(vars: &Vars<'_>, pool_max_size: usize) -> Result<usize, SettingsError> {
+    let share: f64 = vars.parse_or("DATABASE_POOL_APP_SHARE", 0.5)?;
+    if !(share > 0.0 && share <= 1.0) {
+        return Err(SettingsError::new(
+            "DATABASE_POOL_APP_SHARE",
+            "must be a fraction of the pool above 0 and at most 1",
+        ));
+    }
+    Ok(((share * pool_max_size as f64) as usize).max(1))
 }
 
 /// Accepts `postgres://`, `postgresql://` and the Python seed's
@@ -141,6 +169,36 @@ mod tests {
         }
         let err = parse_database_url("mysql://u:secretpw@h/d").unwrap_err();
         assert!(!err.to_string().contains("secretpw"));
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<DatabaseSettings, SettingsError> {
+        let vars = crate::settings::tests::vars(pairs);
+        from_vars(&Vars(&vars), Environment::Development, false)
+    }
+
+    #[test]
+    fn an_application_gets_a_share_of_the_pool() {
+        let s = settings(&[]).unwrap();
+        assert_eq!((s.pool_app_connections, s.pool_app_max_waiting), (5, 50));
+        let s = settings(&[
+            ("DATABASE_POOL_MAX_SIZE", "3"),
+            ("DATABASE_POOL_APP_SHARE", "0.25"),
+            ("DATABASE_POOL_APP_MAX_WAITING", "0"),
+        ])
+        .unwrap();
+        assert_eq!((s.pool_app_connections, s.pool_app_max_waiting), (1, 0));
+        let s = settings(&[("DATABASE_POOL_APP_SHARE", "1")]).unwrap();
+        assert_eq!(s.pool_app_connections, 10);
+        for (name, value) in [
+            ("DATABASE_POOL_APP_SHARE", "0"),
+            ("DATABASE_POOL_APP_SHARE", "1.5"),
+            ("DATABASE_POOL_APP_SHARE", "NaN"),
+            ("DATABASE_POOL_APP_SHARE", "half"),
+            ("DATABASE_POOL_APP_MAX_WAITING", "-1"),
+        ] {
+            let err = settings(&[(name, value)]).unwrap_err();
+            assert_eq!(err.name, name, "{value}");
+        }
     }
 
     #[test]

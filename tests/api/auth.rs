@@ -208,24 +208,7 @@ async fn bad_api_keys_are_401() {
 #[tokio::test]
 async fn without_auth_required_missing_credentials_act_as_the_dev_app_and_user() {
     let app = spawn_app_with(&[("AUTH_REQUIRED", "false")]).await;
-    let config = expect_status(
-        app.post("/api/configs")
-            .json(&json!({"name": "c", "yaml_content": "a: 1"}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    let session = expect_status(
-        app.post("/api/sessions")
-            .json(&json!({"config_id": config["config_id"]}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
+    let (config, session) = app.keyless_session().await;
     assert_eq!(session["owner_user_id"], DEV_USER_ID.to_string());
     assert_eq!(session["created_by_app_id"], DEV_APP_ID);
 

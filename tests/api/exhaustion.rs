@@ -176,21 +176,6 @@ async fn a_stalled_reader_is_disconnected_and_logged_with_the_bytes_it_took() {
     drop(stream);
 }
 
-/// A request blocked behind a lock the test holds: the get records its
-/// access, so it waits on the session row.
-async fn hold_the_session_row(app: &TestApp, session_id: &str) -> tokio_postgres::Client {
-    let blocker = app.db().await;
-    blocker.batch_execute("BEGIN").await.unwrap();
-    blocker
-        .execute(
-            "SELECT 1 FROM sessions WHERE session_id = $1::text::uuid FOR UPDATE",
-            &[&session_id],
-        )
-        .await
-        .unwrap();
-    blocker
-}
-
 /// A request that keeps its connection busy past
 /// `DATABASE_STATEMENT_TIMEOUT_MS` is a 503, and its statement is
 /// cancelled (it no longer waits in PostgreSQL, though the lock is held).
@@ -198,7 +183,7 @@ async fn hold_the_session_row(app: &TestApp, session_id: &str) -> tokio_postgres
 async fn a_statement_past_its_timeout_is_cancelled_and_a_503() {
     let app = spawn_app_with(&[("DATABASE_STATEMENT_TIMEOUT_MS", "500")]).await;
     let f = app.fixture().await;
-    let blocker = hold_the_session_row(&app, &f.session_id).await;
+    let blocker = app.hold_the_session_row(&f.session_id).await;
     let path = format!("/api/sessions/{}", f.session_id);
     let response = app
         .as_user(app.get(&path), &f.key, f.owner)
@@ -224,7 +209,7 @@ async fn a_statement_past_its_timeout_is_cancelled_and_a_503() {
 async fn a_client_that_leaves_has_its_statement_cancelled() {
     let app = spawn_app_with(&[("DATABASE_STATEMENT_TIMEOUT_MS", "600000")]).await;
     let f = app.fixture().await;
-    let blocker = hold_the_session_row(&app, &f.session_id).await;
+    let blocker = app.hold_the_session_row(&f.session_id).await;
     let mut stream = connect(&app.address).await;
     let request = format!(
         "GET /api/sessions/{} HTTP/1.1\r\nHost: test\r\nX-API-Key: {}\r\n\

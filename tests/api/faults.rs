@@ -175,6 +175,9 @@ async fn pool_exhaustion_is_503_after_the_wait_and_recovers() {
     let app = spawn_app_with(&[
         ("DATABASE_POOL_MAX_SIZE", "2"),
         ("DATABASE_POOL_TIMEOUT_MS", "1000"),
+        // No pool shares (one application may take the whole pool): this
+        // is about the pool (pool_shares.rs is about an application's share).
+        ("DATABASE_POOL_APP_SHARE", "1"),
     ])
     .await;
     let f = app.fixture().await;

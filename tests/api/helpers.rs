@@ -292,6 +292,46 @@ impl TestApp {
         .unwrap()
     }
 
+    /// With `AUTH_REQUIRED=false`: a config and a session made without
+    /// credentials (by the development application and user).
+    pub async fn keyless_session(&self) -> (Value, Value) {
+        let config = expect_status(
+            self.post("/api/configs")
+                .json(&json!({"name": "c", "yaml_content": "a: 1"}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::CREATED,
+        )
+        .await;
+        let session = expect_status(
+            self.post("/api/sessions")
+                .json(&json!({"config_id": config["config_id"]}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::CREATED,
+        )
+        .await;
+        (config, session)
+    }
+
+    /// Locks the session's row in a transaction of the test's own, until
+    /// the returned client rolls back: a get-session of it then blocks in
+    /// PostgreSQL (it records the access), holding its connection.
+    pub async fn hold_the_session_row(&self, session_id: &str) -> tokio_postgres::Client {
+        let blocker = self.db().await;
+        blocker.batch_execute("BEGIN").await.unwrap();
+        blocker
+            .execute(
+                "SELECT 1 FROM sessions WHERE session_id = $1::text::uuid FOR UPDATE",
+                &[&session_id],
+            )
+            .await
+            .unwrap();
+        blocker
+    }
+
     /// An application, a config and a session owned by a new user.
     pub async fn fixture(&self) -> Fixture {
         let key = self

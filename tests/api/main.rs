@@ -30,6 +30,7 @@ mod owners;
 mod package;
 mod pagination;
 mod participants;
+mod pool_shares;
 mod process;
 mod rate_limits;
 mod rs256;
