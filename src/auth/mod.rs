@@ -246,7 +246,8 @@ async fn count(
         Err(refusal @ Refusal::Unsynced) => {
             tracing::warn!(%refusal, "rate limits could not be checked");
             Err(ApiError::Unavailable(
-                "rate limits cannot be checked now; retry shortly".to_owned(),
+                "the database is unavailable, so rate limits cannot be checked; retry shortly"
+                    .to_owned(),
             ))
         }
     }

@@ -232,8 +232,8 @@ pub struct RateLimiter {
     /// Names this instance's rows in `rate_limit_counts`.
     instance: Uuid,
     buckets: Mutex<HashMap<BucketKey, Bucket>>,
-    /// Bumped after every sync, succeeded or not.
-    synced: watch::Sender<u64>,
+    /// After every sync: whether it succeeded.
+    synced: watch::Sender<bool>,
     /// A request waits for a sync: run the next one soon.
     wanted: Notify,
     started: Once,
@@ -250,7 +250,7 @@ impl RateLimiter {
             settings,
             instance: Uuid::new_v4(),
             buckets: Mutex::default(),
-            synced: watch::Sender::new(0),
+            synced: watch::Sender::new(true),
             wanted: Notify::new(),
             started: Once::new(),
             max_wait: settings.sync_interval * 2 + db_wait,
@@ -275,10 +275,10 @@ impl RateLimiter {
                 Verdict::WaitForSync(_) => {
                     synced.borrow_and_update();
                     self.wanted.notify_one();
-                    if tokio::time::timeout(self.max_wait, synced.changed())
-                        .await
-                        .is_err()
-                    {
+                    // A sync that fails (the database is out of reach)
+                    // gives no room: say so rather than wait for more.
+                    let done = tokio::time::timeout(self.max_wait, synced.changed()).await;
+                    if !matches!(done, Ok(Ok(()))) || !*synced.borrow_and_update() {
                         return Err(Refusal::Unsynced);
                     }
                 }

@@ -83,12 +83,19 @@ pub(super) fn start(limiter: Arc<RateLimiter>) {
                 () = limiter.wanted.notified() => {}
             }
             let sweep = last_sweep.is_none_or(|at| at.elapsed().as_secs() >= SWEEP_EVERY_SECS);
-            match sync_once(&limiter, sweep).await {
-                Ok(true) if sweep => last_sweep = Some(Instant::now()),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "rate limit counts not synced"),
-            }
-            limiter.synced.send_modify(|n| *n += 1);
+            let ok = match sync_once(&limiter, sweep).await {
+                Ok(synced) => {
+                    if synced && sweep {
+                        last_sweep = Some(Instant::now());
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rate limit counts not synced");
+                    false
+                }
+            };
+            limiter.synced.send_replace(ok);
         }
     });
 }
