@@ -28,7 +28,8 @@ export ENVIRONMENT=test DATABASE_URL="${TEST_DATABASE_URL%/*}/$db" AUTH_REQUIRED
   SECRET_KEY="fuzz-secret-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" \
   ADMIN_API_KEY="$admin_key" FUNCTIONS_CUSTOMHANDLER_PORT="$port" LOG_LEVEL=info \
   RATE_LIMIT_REQUESTS_PER_MINUTE=0 RATE_LIMIT_WRITES_PER_MINUTE=0 \
-  RATE_LIMIT_APP_REQUESTS_PER_MINUTE=0 RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE=0
+  RATE_LIMIT_APP_REQUESTS_PER_MINUTE=0 RATE_LIMIT_UNAUTHENTICATED_PER_MINUTE=0 \
+  EVENTS_MAX_STREAM_SECONDS=5
 # (Limits off: the fuzzer's thousands of requests a minute are one user's,
 # many with wrong credentials; each must reach its handler.)
 bin=$PWD/target/debug/amplifier-sessions

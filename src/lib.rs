@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod limits;
 pub mod refresh;
 pub mod roles;

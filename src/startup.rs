@@ -2,6 +2,7 @@
 //! same code with port 0.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -16,6 +17,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::api;
 use crate::auth;
 use crate::error::ApiError;
+use crate::events::Events;
 use crate::limits;
 use crate::serve;
 use crate::settings::{HttpSettings, Settings};
@@ -26,6 +28,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     http: HttpSettings,
+    events: Arc<Events>,
 }
 
 impl Application {
@@ -36,11 +39,13 @@ impl Application {
         let listener = TcpListener::bind(addr).await?;
         let http = settings.http.clone();
         let state = AppState::new(settings).map_err(std::io::Error::other)?;
+        let events = state.events.clone();
         let router = router(state);
         Ok(Self {
             listener,
             router,
             http,
+            events,
         })
     }
 
@@ -48,9 +53,16 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests.
+    /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests;
+    /// streams and long-polls end at once (clients resume elsewhere), so
+    /// they do not hold up the drain.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        serve::serve(self.listener, self.router, &self.http, shutdown_signal()).await
+        let events = self.events;
+        let shutdown = async move {
+            shutdown_signal().await;
+            events.shut_down();
+        };
+        serve::serve(self.listener, self.router, &self.http, shutdown).await
     }
 }
 

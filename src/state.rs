@@ -6,6 +6,7 @@ use crate::auth::known_keys::KnownKeys;
 use crate::auth::token::TokenVerifier;
 use crate::db::Database;
 use crate::db::entra::EntraPassword;
+use crate::events::Events;
 use crate::limits::rate::RateLimiter;
 use crate::limits::rate::sources::RefusedSources;
 use crate::secrets::{Secrets, SecretsError, credential};
@@ -25,6 +26,8 @@ pub struct AppState {
     pub rate: Arc<RateLimiter>,
     /// Sources of refused credentials (`limits::rate::sources`).
     pub refused_sources: Arc<RefusedSources>,
+    /// Live sessions: streams, long-polls and the listening connection.
+    pub events: Arc<Events>,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
                 db.clone(),
             ),
             refused_sources: Arc::default(),
+            events: Events::new(&settings, db.clone()),
             db,
             secrets,
             settings,

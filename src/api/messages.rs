@@ -1,6 +1,8 @@
 //! A session's transcript: append messages, read them a page at a time,
 //! export them all.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -22,6 +24,7 @@ use crate::auth::UserCaller;
 use crate::db::messages::{self, Appended, Direction, NewMessages, StoredMessage};
 use crate::db::sessions;
 use crate::error::{ApiError, Problem};
+use crate::events::Waited;
 use crate::limits::pool_share;
 use crate::roles::{self, Action};
 use crate::search;
@@ -32,6 +35,8 @@ const MAX_MESSAGES_PER_APPEND: usize = 100;
 /// Page sizes of list-messages.
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
+/// The longest long-poll (`wait`): well under any proxy's idle timeout.
+const MAX_WAIT_SECONDS: u64 = 30;
 /// Messages an export reads per query (one pooled connection each, given
 /// back between pages), which bounds its memory whatever the transcript.
 const EXPORT_PAGE: i64 = 500;
@@ -203,6 +208,11 @@ pub struct MessagesQuery {
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// Long-poll (with `after_seq`): when no message follows `after_seq`
+    /// yet, wait up to this many seconds (at most 30) for one; the answer
+    /// comes as soon as one is appended, or is an empty page.
+    #[param(minimum = 0, maximum = 30)]
+    wait: Option<u64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -221,7 +231,12 @@ pub struct MessagePage {
 
 /// A page of the transcript: oldest first from `after_seq`, or newest
 /// first from `before_seq` (not both). Any participant. A keyset read of
-/// the primary key: each page costs the same wherever it starts.
+/// the primary key: each page costs the same wherever it starts. With
+/// `after_seq` and `wait=S`, a long-poll: when nothing follows `after_seq`
+/// yet, the answer waits (holding no database connection) until a message
+/// is appended, or comes after S seconds with an empty page. A waiting
+/// long-poll counts as a stream for `EVENTS_MAX_STREAMS` and
+/// `EVENTS_MAX_STREAMS_PER_USER`.
 #[utoipa::path(
     get, path = "/api/sessions/{session_id}/messages", operation_id = "list-messages",
     tag = "messages",
@@ -263,17 +278,29 @@ pub async fn list(
         (after, None) => Direction::After(after.unwrap_or(0)),
         (None, Some(before)) => Direction::Before(before),
     };
-    let client = state.db.client().await?;
-    let page = messages::page(
-        &*client,
-        caller.key.hash(),
-        session_id,
-        caller.user_id,
-        direction,
-        limit,
-    )
-    .await?
-    .ok_or_else(|| not_found(session_id))?;
+    let wait = match (query.wait, direction) {
+        (None | Some(0), _) => None,
+        (Some(wait), _) if wait > MAX_WAIT_SECONDS => {
+            return Err(ApiError::Validation(format!(
+                "wait must be between 0 and {MAX_WAIT_SECONDS} seconds"
+            )));
+        }
+        (Some(_), Direction::Before(_)) => {
+            return Err(ApiError::Validation(
+                "wait (a long-poll) goes with after_seq, not before_seq".to_owned(),
+            ));
+        }
+        (Some(wait), Direction::After(after)) => Some((
+            after,
+            tokio::time::Instant::now() + Duration::from_secs(wait),
+        )),
+    };
+    let mut page = read_page(&state, &caller, session_id, direction, limit).await?;
+    if let Some((after, deadline)) = wait
+        && page.messages.is_empty()
+    {
+        page = long_poll(&state, &caller, session_id, after, limit, deadline).await?;
+    }
     // Pages end at `limit` messages or at `messages::PAGE_BYTES`, so
     // whether more follow is read off the numbers (they have no gaps).
     let last = page.messages.last().map(|m| m.seq);
@@ -292,6 +319,58 @@ pub async fn list(
         next_after_seq,
         next_before_seq,
     }))
+}
+
+async fn read_page(
+    state: &AppState,
+    caller: &UserCaller,
+    session_id: Uuid,
+    direction: Direction,
+    limit: i64,
+) -> Result<messages::Page, ApiError> {
+    let client = state.db.client().await?;
+    messages::page(
+        &*client,
+        caller.key.hash(),
+        session_id,
+        caller.user_id,
+        direction,
+        limit,
+    )
+    .await?
+    .ok_or_else(|| not_found(session_id))
+}
+
+/// Waits until a message follows `after` (or `deadline`, or shutdown),
+/// then reads the page; each read checks the caller again. Subscribed
+/// before the second read, so an append committed after it wakes the wait.
+async fn long_poll(
+    state: &AppState,
+    caller: &UserCaller,
+    session_id: Uuid,
+    after: i32,
+    limit: i64,
+    deadline: tokio::time::Instant,
+) -> Result<messages::Page, ApiError> {
+    let _place = state.events.admit(caller.user_id)?;
+    let mut subscription = state.events.subscribe(session_id).await?;
+    let direction = Direction::After(after);
+    loop {
+        let page = read_page(state, caller, session_id, direction, limit).await?;
+        if !page.messages.is_empty() {
+            return Ok(page);
+        }
+        match state
+            .events
+            .wait_for_message(&mut subscription, after, deadline)
+            .await
+        {
+            Waited::Message | Waited::Changed => {}
+            Waited::TimedOut | Waited::ShutDown => {
+                return read_page(state, caller, session_id, direction, limit).await;
+            }
+        }
+    }
 }
 
 /// The whole session as NDJSON: the session object on the first line, then

@@ -6,6 +6,7 @@ mod applications;
 mod configs;
 mod cursor;
 mod docs;
+mod events;
 mod extract;
 mod health;
 pub mod idempotency;
@@ -36,7 +37,16 @@ use crate::state::AppState;
     ),
     servers((url = "/", description = "This service: every path starts with /api")),
     modifiers(&SecuritySchemes, &ProblemSchemaByName),
-    components(schemas(Problem), responses(Problem)),
+    components(
+        schemas(
+            Problem,
+            crate::events::payloads::Snapshot,
+            crate::events::payloads::ParticipantsChanged,
+            crate::events::payloads::StreamEnd,
+            crate::events::payloads::EndReason,
+        ),
+        responses(Problem)
+    ),
     security(("api_key" = [], "bearer" = [])),
 )]
 struct ApiDoc;
@@ -100,6 +110,8 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(sessions::get, sessions::update, sessions::delete))
         .routes(routes!(messages::append, messages::list))
         .routes(routes!(messages::export))
+        .routes(routes!(events::stream))
+        .routes(routes!(events::create_ticket))
         .routes(routes!(sessions::fork))
         .routes(routes!(participants::add, participants::list))
         .routes(routes!(participants::update, participants::remove))

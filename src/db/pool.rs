@@ -161,6 +161,21 @@ impl Database {
         Ok((pool, tls))
     }
 
+    /// The settings of a connection of its own, outside the pool (the
+    /// listening connection, `db::listen`): the pool's database, and its
+    /// password (an Entra token, fetched first if due).
+    pub async fn direct_config(&self) -> Result<tokio_postgres::Config, DbError> {
+        if let Some(entra) = &self.entra {
+            entra.ensure_fresh().await?;
+        }
+        let resolved = self.secrets.get().await?;
+        let mut config = connect_config(&self.settings, &resolved.database);
+        if let Some(password) = self.entra.as_ref().and_then(|e| e.password()) {
+            config.password(password.expose_secret());
+        }
+        Ok(config)
+    }
+
     /// Cheap proof the service can use its schema, not only connect: with
     /// `LIMIT 0` nothing is read, but every table must exist and be
     /// readable by the service's role.
@@ -170,7 +185,7 @@ impl Database {
             .prepare_cached(
                 "SELECT NULL FROM applications, configs, sessions, session_participants,
                                   session_messages, session_search, session_lineage,
-                                  transcripts_to_sweep, users, idempotency_keys
+                                  transcripts_to_sweep, users, idempotency_keys, event_tickets
                  LIMIT 0",
             )
             .await?;
@@ -265,11 +280,11 @@ where
     Ok(pool)
 }
 
-/// Deletes expired idempotency records, and the messages of deleted
-/// sessions that no fork shares, every `interval`, for as long as the pool
-/// is open. A background sweep rather than work on each request: it costs
-/// requests nothing (deleting a session of any size is one small
-/// statement), and runs even when writes stop. (While no instance runs,
+/// Deletes expired idempotency records and stream tickets, and the
+/// messages of deleted sessions that no fork shares, every `interval`,
+/// for as long as the pool is open. A background sweep rather than work
+/// on each request: it costs requests nothing (deleting a session of any
+/// size is one small statement), and runs even when writes stop. (While no instance runs,
 /// nothing is swept: nothing can read those rows then either.)
 fn sweep(pool: Pool, interval: std::time::Duration) {
     tokio::spawn(async move {
@@ -292,6 +307,9 @@ fn sweep(pool: Pool, interval: std::time::Duration) {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "rows of deleted transcripts deleted"),
                 Err(e) => tracing::warn!(error = %e, "transcript sweep failed"),
+            }
+            if let Err(e) = super::events::sweep_tickets(&client).await {
+                tracing::warn!(error = %e, "stream ticket sweep failed");
             }
         }
     });

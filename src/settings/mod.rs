@@ -5,11 +5,13 @@
 //! refuses to start with a message naming the setting (never its value).
 //! One module per concern: `database`, `auth` (user tokens and keys),
 //! `azure` (Key Vault and the Azure credential), `http` (what the HTTP
-//! layer needs), `limits` (what one session may hold), `rate` (requests per minute).
+//! layer needs), `limits` (what one session may hold), `rate` (requests per minute),
+//! `events` (live sessions).
 
 mod auth;
 mod azure;
 mod database;
+mod events;
 mod http;
 mod limits;
 mod rate;
@@ -26,6 +28,7 @@ pub use auth::{
 };
 pub use azure::{AzureSettings, CredentialKind, KeyVaultSettings, SecretNames};
 pub use database::{DatabaseAuth, DatabaseSettings, parse_database_url};
+pub use events::EventSettings;
 pub use http::HttpSettings;
 pub use limits::SessionLimits;
 pub use rate::{PerMinute, RateLimits};
@@ -105,6 +108,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub limits: SessionLimits,
     pub rate_limits: RateLimits,
+    /// Live sessions: streams and the listening connection.
+    pub events: EventSettings,
     pub auth: AuthSettings,
     /// Secrets come from this Key Vault when set (see `secrets`).
     pub key_vault: Option<KeyVaultSettings>,
@@ -208,6 +213,7 @@ impl Settings {
             database: database::from_vars(&vars, environment, key_vault.is_some())?,
             limits: limits::from_vars(&vars)?,
             rate_limits: rate::from_vars(&vars, environment)?,
+            events: events::from_vars(&vars)?,
             auth: auth::from_vars(&vars, environment, key_vault.is_some())?,
             azure: azure::azure_settings(&vars, environment)?,
             fetch_timeout: Duration::from_millis(vars.parse_or("FETCH_TIMEOUT_MS", 5000)?),

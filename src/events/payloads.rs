@@ -1,0 +1,71 @@
+//! The `data` of each event of a stream (documented in the OpenAPI
+//! document): the same objects the other functions return.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db::participants::Participant;
+use crate::db::sessions::{Session, SessionView};
+use crate::roles::Role;
+
+/// A session as get-session returns it, with the subscriber's role.
+#[derive(Serialize)]
+pub struct SessionWithRole<'a> {
+    #[serde(flatten)]
+    pub session: &'a Session,
+    pub role: Role,
+}
+
+/// `snapshot`, the first event of every stream: the session and its
+/// participants as they are when the stream opens.
+#[derive(Serialize, ToSchema)]
+pub struct Snapshot<'a> {
+    /// As get-session returns it.
+    #[schema(value_type = SessionView)]
+    pub session: SessionWithRole<'a>,
+    /// As list-participants returns them.
+    #[schema(value_type = Vec<Participant>)]
+    pub participants: &'a [Participant],
+}
+
+/// `participants`: someone was added, changed role or was removed; every
+/// participant now, as list-participants returns them.
+#[derive(Serialize, ToSchema)]
+pub struct ParticipantsChanged<'a> {
+    pub session_id: Uuid,
+    #[schema(value_type = Vec<Participant>)]
+    pub participants: &'a [Participant],
+}
+
+/// `end`, the last event of every stream that ends by itself.
+#[derive(Serialize, ToSchema)]
+pub struct StreamEnd {
+    pub reason: EndReason,
+}
+
+/// Why a stream ended. After `max_duration` and `shutdown`, reconnect with
+/// `Last-Event-ID` (or `after_seq`) to go on; after the others, the stream
+/// would be refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The caller is no longer a participant.
+    Removed,
+    /// The session was deleted.
+    Deleted,
+    /// The application's key was rotated, or the application deactivated
+    /// or deleted.
+    KeyRevoked,
+    /// The stream reached `EVENTS_MAX_STREAM_SECONDS`.
+    MaxDuration,
+    /// The instance is shutting down.
+    Shutdown,
+}
+
+impl EndReason {
+    /// Whether the client should reconnect.
+    pub fn resumable(self) -> bool {
+        matches!(self, EndReason::MaxDuration | EndReason::Shutdown)
+    }
+}
