@@ -748,3 +748,109 @@ async fn listening(url: &str) -> bool {
         .get(0);
     n > 0
 }
+
+/// A real browser: a page on an allowed origin follows a session with the
+/// native `EventSource` (a ticket in the URL, since it cannot send
+/// headers) and shows what another client appends; its stream ends by
+/// itself (a short `EVENTS_MAX_STREAM_SECONDS`) and the page resumes with
+/// a new ticket and `after_seq`, without gaps or repeats.
+#[tokio::test]
+async fn a_browser_follows_a_session_with_event_source_and_resumes_without_gaps() {
+    use axum::extract::Query;
+    use axum::response::Html;
+    use axum::routing::get;
+
+    let allowed_port = unused_port();
+    let allowed = format!("http://127.0.0.1:{allowed_port}");
+    let app = spawn_app_with(&[
+        ("ALLOWED_ORIGINS", &allowed),
+        ("EVENTS_MAX_STREAM_SECONDS", "2"),
+    ])
+    .await;
+    let f = app.fixture().await;
+    let html = format!(
+        r#"<!doctype html><html><body><pre id="result">pending</pre><script>
+const api = "{api}", session = "{session}";
+const headers = {{"X-API-Key": "{key}", "Authorization": "Bearer {token}"}};
+const seen = [];
+let opened = 0;
+const report = what => fetch("/report?what=" + encodeURIComponent(what));
+async function connect() {{
+  const response = await fetch(`${{api}}/api/sessions/${{session}}/events/tickets`,
+                               {{method: "POST", headers}});
+  const ticket = await response.json();
+  const after = seen.length ? "&after_seq=" + seen[seen.length - 1] : "";
+  const source = new EventSource(api + ticket.url + after);
+  opened += 1;
+  source.addEventListener("snapshot", () => report("open " + opened));
+  source.addEventListener("message", event => {{
+    const seq = JSON.parse(event.data).seq;
+    if (String(seq) !== event.lastEventId) seen.push("bad-id");
+    seen.push(seq);
+    if (seen.length >= 7) {{
+      source.close();
+      document.getElementById("result").textContent =
+        "RESULT|" + seen.join(",") + "|" + opened + "|";
+      report("done");
+    }}
+  }});
+  source.addEventListener("end", event => {{
+    source.close();
+    report("end " + JSON.parse(event.data).reason).then(connect);
+  }});
+  source.onerror = () => {{
+    source.close();
+    document.getElementById("result").textContent = "RESULT|error|" + opened + "|";
+    report("error");
+  }};
+}}
+connect();
+</script></body></html>"#,
+        api = app.address,
+        session = f.session_id,
+        key = f.key,
+        token = app.token(f.owner),
+    );
+    let (reports, mut reported) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let router = axum::Router::new()
+        .route("/", get(move || async move { Html(html) }))
+        .route(
+            "/report",
+            get(move |Query(q): Query<HashMap<String, String>>| async move {
+                let _ = reports.send(q["what"].clone());
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", allowed_port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let mut next_report = async || {
+        tokio::time::timeout(Duration::from_secs(60), reported.recv())
+            .await
+            .expect("the page reported nothing for 60 s")
+            .unwrap()
+    };
+
+    let page = format!("{allowed}/");
+    let dom = tokio::spawn(async move { dump_dom(&page).await });
+    assert_eq!(next_report().await, "open 1");
+    append(&app, &f.key, f.owner, &f.session_id, 3).await;
+    assert_eq!(next_report().await, "end max_duration");
+    // Appended while the page reconnects: it resumes after what it has.
+    append(&app, &f.key, f.owner, &f.session_id, 2).await;
+    assert_eq!(next_report().await, "open 2");
+    append(&app, &f.key, f.owner, &f.session_id, 2).await;
+    let mut last = next_report().await;
+    while last.starts_with("end") || last.starts_with("open") {
+        last = next_report().await; // a stream ended meanwhile: resumed
+    }
+    assert_eq!(last, "done");
+    let dom = dom.await.unwrap();
+    let result = dom
+        .split("RESULT|")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the page never finished: {dom}"));
+    let words: Vec<&str> = result.split('|').take(2).collect();
+    assert_eq!(words[0], "1,2,3,4,5,6,7", "every message once, in order");
+    assert!(words[1].parse::<u32>().unwrap() >= 2, "it reconnected");
+}
