@@ -44,7 +44,7 @@ param postgresSku object = {
 @description('Public IPv4 ranges allowed to reach PostgreSQL besides Azure services (e.g. an office), as {name, start, end}.')
 param postgresFirewallRules array = []
 
-@description('Largest number of instances the function app scales out to (Flex Consumption: at least 40); with the pool size it bounds PostgreSQL connections (docs/scaling.md).')
+@description('Largest number of instances the function app scales out to (Flex Consumption: at least 40); with the pool size (and one listening connection per instance) it bounds PostgreSQL connections (docs/scaling.md).')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -134,6 +134,10 @@ module functionApp 'modules/functionapp.bicep' = {
       // No password: the identity logs in with Entra tokens, through
       // PgBouncer where the server has it.
       DATABASE_URL: 'postgresql://${identity.outputs.name}@${postgres.outputs.fqdn}:${postgres.outputs.appPort}/${postgres.outputs.databaseName}?sslmode=require'
+      // Live sessions: each instance's one listening connection (LISTEN
+      // needs a session, which PgBouncer's transaction pooling does not
+      // keep) goes to the server directly (docs/scaling.md).
+      DATABASE_LISTEN_PORT: string(postgres.outputs.port)
       DATABASE_POOL_MAX_SIZE: string(poolMaxSize)
       MIGRATE_ON_START: 'false'
       AUTH_REQUIRED: 'true'

@@ -67,23 +67,30 @@ PGBOUNCER_MAX_CLIENT_CONN = 5000  # the built-in PgBouncer's default
 ADMIN_CONNECTIONS = 5  # migrations, psql, monitoring
 
 
+LISTENING_CONNECTIONS = 1  # per instance, to port 5432 directly (live sessions)
+
+
 def budget(file, values):
-    """The worst case: every instance holds a full pool at once."""
+    """The worst case: every instance holds a full pool at once, plus its
+    listening connection, which never goes through PgBouncer."""
     sku = values["postgresSku"]
     usable = USABLE_CONNECTIONS.get(sku["name"])
     if usable is None:
         return [f"{file}: unknown PostgreSQL SKU {sku['name']}: add its connections to check_infra.py"]
-    clients = values["maximumInstanceCount"] * values["poolMaxSize"]
+    instances = values["maximumInstanceCount"]
+    clients = instances * values["poolMaxSize"]
+    listeners = instances * LISTENING_CONNECTIONS
     if sku["tier"] == "Burstable":  # no built-in PgBouncer on this tier
-        if clients + ADMIN_CONNECTIONS > usable:
-            return [f"{file}: {values['maximumInstanceCount']} instances x {values['poolMaxSize']} connections"
-                    f" + {ADMIN_CONNECTIONS} > {usable} usable on {sku['name']}"]
+        if clients + listeners + ADMIN_CONNECTIONS > usable:
+            return [f"{file}: {instances} instances x ({values['poolMaxSize']} pooled + {LISTENING_CONNECTIONS}"
+                    f" listening) connections + {ADMIN_CONNECTIONS} > {usable} usable on {sku['name']}"]
         return []
     problems = []
     if clients > PGBOUNCER_MAX_CLIENT_CONN:
         problems.append(f"{file}: {clients} client connections > PgBouncer's {PGBOUNCER_MAX_CLIENT_CONN}")
-    if values["pgbouncerPoolSize"] + ADMIN_CONNECTIONS > usable:
-        problems.append(f"{file}: PgBouncer pool {values['pgbouncerPoolSize']} + {ADMIN_CONNECTIONS} > {usable} usable")
+    if values["pgbouncerPoolSize"] + listeners + ADMIN_CONNECTIONS > usable:
+        problems.append(f"{file}: PgBouncer pool {values['pgbouncerPoolSize']} + {listeners} listening"
+                        f" + {ADMIN_CONNECTIONS} > {usable} usable")
     return problems
 
 

@@ -173,6 +173,39 @@ fn next_release(with_migration: &str) -> tempfile::TempDir {
     copy
 }
 
+/// Where PgBouncer would be (the app's `DATABASE_URL` port): a TCP relay to
+/// the server that notes the local port of each of its own connections to
+/// it, so that the server's view (`pg_stat_activity.client_port`) tells
+/// connections that came through it from those that did not.
+struct PgBouncerStandIn {
+    port: u16,
+    relayed_from: std::sync::Arc<std::sync::Mutex<Vec<i32>>>,
+}
+
+impl PgBouncerStandIn {
+    async fn start(server_port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let relayed_from = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let noted = relayed_from.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await
+                else {
+                    continue;
+                };
+                let local = server.local_addr().unwrap().port();
+                noted.lock().unwrap().push(i32::from(local));
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        Self { port, relayed_from }
+    }
+}
+
 #[tokio::test]
 async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
     let server = OwnServer::start(true);
@@ -194,6 +227,9 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
     .unwrap();
     let signer = signing_key("rehearsal-key");
     let idp = start_idp(vec![jwk(&signer)]).await;
+    // The production parameters' server has PgBouncer: the pool goes
+    // through it (appPort), the listening connection and migrations not.
+    let pgbouncer = PgBouncerStandIn::start(server.port).await;
     let app_port = unused_port();
     let app_url = format!("http://127.0.0.1:{app_port}");
 
@@ -210,7 +246,7 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
             "monitoring": {"appInsightsConnectionString": "InstrumentationKey=00000000-0000-0000-0000-000000000000"},
             "storage": {"name": "stamplifierrehearsal", "deploymentContainerUrl": "https://stamplifierrehearsal.blob.core.windows.net/deployments"},
             "keyVault": {"name": VAULT, "uri": format!("https://{vault_host}/")},
-            "postgres": {"fqdn": "localhost", "port": server.port, "appPort": server.port, "databaseName": "amplifier"},
+            "postgres": {"fqdn": "localhost", "port": server.port, "appPort": pgbouncer.port, "databaseName": "amplifier"},
             "functionApp": {"name": "func-amplifier-production-rehearsal", "url": app_url},
         }),
     );
@@ -278,6 +314,11 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
     let settings = rehearsal.read("app-settings.json");
     assert_eq!(settings["ENVIRONMENT"], "production");
     assert_eq!(settings["MIGRATE_ON_START"], "false");
+    assert_eq!(
+        settings["DATABASE_LISTEN_PORT"],
+        server.port.to_string(),
+        "the listening connection goes to the server, not to PgBouncer"
+    );
     let admin_key = rehearsal.read("secrets.json")["admin-api-key"]
         .as_str()
         .unwrap()
@@ -352,6 +393,36 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
     for user in [owner, guest] {
         assert_eq!(listed(user).await["sessions"][0]["session_id"], session_id);
     }
+    live_session(
+        &http,
+        &rehearsal,
+        &key,
+        &token(guest),
+        &token(owner),
+        &session_id,
+    )
+    .await;
+    // The pool went through PgBouncer's port, the listening connection
+    // (logged in with the identity's token, over TLS) straight to the server.
+    let activity = pg_connect(&server.url("127.0.0.1"))
+        .await
+        .query(
+            "SELECT client_port, query LIKE 'LISTEN%' FROM pg_stat_activity WHERE usename = $1",
+            &[&IDENTITY],
+        )
+        .await
+        .unwrap();
+    let relayed = pgbouncer.relayed_from.lock().unwrap().clone();
+    let (listening, pooled): (Vec<_>, Vec<_>) =
+        activity.iter().partition(|row| row.get::<_, bool>(1));
+    assert_eq!(listening.len(), 1, "one listening connection");
+    assert!(!relayed.contains(&listening[0].get::<_, i32>(0)));
+    assert!(
+        pooled
+            .iter()
+            .all(|row| relayed.contains(&row.get::<_, i32>(0))),
+        "pooled connections go through PgBouncer: {relayed:?}"
+    );
 
     // The next release, with a migration, deployed over the first.
     let next = next_release(
@@ -397,6 +468,51 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
         as_app.batch_execute("DROP TABLE sessions").await.is_err(),
         "the app cannot change the schema"
     );
+}
+
+/// A participant follows the session live (a stream with headers) while
+/// the owner appends, as Azure would serve it: the instance listens over
+/// its own connection.
+async fn live_session(
+    http: &reqwest::Client,
+    rehearsal: &Rehearsal,
+    key: &str,
+    follower: &str,
+    writer: &str,
+    session_id: &str,
+) {
+    let mut stream = http
+        .get(rehearsal.url(&format!("/api/sessions/{session_id}/events")))
+        .header("X-API-Key", key)
+        .bearer_auth(follower)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut received = String::new();
+    let mut read_until = async |needle: &str| {
+        while !received.contains(needle) {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), stream.chunk())
+                .await
+                .expect("the stream went quiet")
+                .unwrap()
+                .expect("the stream ended");
+            received.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    read_until("event: snapshot").await;
+    expect_status(
+        http.post(rehearsal.url(&format!("/api/sessions/{session_id}/messages")))
+            .header("X-API-Key", key)
+            .bearer_auth(writer)
+            .json(&json!({"messages": [{"role": "user", "text": "live"}]}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    read_until("id: 1\nevent: message").await;
 }
 
 fn running_as_root() -> bool {

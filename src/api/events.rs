@@ -19,7 +19,7 @@ use crate::auth::{API_KEY_HEADER, UserCaller};
 use crate::db::Guarded;
 use crate::db::events::{self as statements, Opened, TicketOpened};
 use crate::error::{ApiError, Problem};
-use crate::events::payloads::{SessionWithRole, Snapshot};
+use crate::events::payloads::{EventData, SessionWithRole, Snapshot};
 use crate::events::stream::{self, Held, Opening};
 use crate::events::{sse, tickets};
 use crate::limits::pool_share;
@@ -111,8 +111,9 @@ impl FromRequestParts<AppState> for StreamCaller {
         EventsQuery,
     ),
     responses(
-        (status = 200, description = "The session's events, until an `end` event",
-         content_type = "text/event-stream", body = String),
+        (status = 200, description = "The session's events, until an `end` event; \
+                                      each event's data is one of these objects",
+         content_type = "text/event-stream", body = EventData),
         CallerProblems, TargetProblems, (status = 422, response = Problem),
     ),
     security(("api_key" = [], "bearer" = []), ()),

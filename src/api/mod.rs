@@ -37,16 +37,7 @@ use crate::state::AppState;
     ),
     servers((url = "/", description = "This service: every path starts with /api")),
     modifiers(&SecuritySchemes, &ProblemSchemaByName),
-    components(
-        schemas(
-            Problem,
-            crate::events::payloads::Snapshot,
-            crate::events::payloads::ParticipantsChanged,
-            crate::events::payloads::StreamEnd,
-            crate::events::payloads::EndReason,
-        ),
-        responses(Problem)
-    ),
+    components(schemas(Problem), responses(Problem)),
     security(("api_key" = [], "bearer" = [])),
 )]
 struct ApiDoc;

@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::db::messages::StoredMessage;
 use crate::db::participants::Participant;
 use crate::db::sessions::{Session, SessionView};
 use crate::roles::Role;
@@ -68,4 +69,28 @@ impl EndReason {
     pub fn resumable(self) -> bool {
         matches!(self, EndReason::MaxDuration | EndReason::Shutdown)
     }
+}
+
+/// The `data` of the events of a stream, one JSON object on each `data:`
+/// line, by the event's name (for the OpenAPI document: a stream's body is
+/// `text/event-stream`, not JSON).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum EventData<'a> {
+    /// `snapshot`
+    #[schema(title = "snapshot")]
+    Snapshot(Snapshot<'a>),
+    /// `message` (its `id` is its `seq`)
+    #[schema(title = "message")]
+    Message(StoredMessage),
+    /// `session`
+    #[schema(title = "session")]
+    Session(SessionView),
+    /// `participants`
+    #[schema(title = "participants")]
+    Participants(ParticipantsChanged<'a>),
+    /// `end`
+    #[schema(title = "end")]
+    End(StreamEnd),
 }
