@@ -59,11 +59,14 @@ macro_rules! with_caller {
 pub(crate) use with_caller;
 
 /// Like [`with_caller`], and locks the session row first. Statements that
-/// change participants' roles use it so that every statement touching a
-/// session and a participant locks them in the same order (session, then
-/// participant): appends and updates lock the session by updating it, and
-/// the last-owner trigger (migration V7) locks it too. Without one order,
-/// an append and a demotion could deadlock.
+/// change participants (add, change roles, remove) use it so that every
+/// statement touching a session and a participant locks them in the same
+/// order (session, then participant): appends and updates lock the session
+/// by updating it, and the last-owner trigger (migration V7) locks it too.
+/// Without one order, an append and a demotion could deadlock. The lock
+/// also orders these changes after a feed's registration for the session's
+/// events (which locks the row FOR SHARE, migration V19), or the
+/// registration after them.
 macro_rules! with_caller_locking_session {
     ($($rest:expr),+ $(,)?) => {
         concat!(

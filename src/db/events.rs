@@ -222,15 +222,102 @@ pub async fn state(
     }
 }
 
-/// The session's last `seq` (0 if it has none, or does not exist).
-pub async fn head(client: &impl GenericClient, session_id: Uuid) -> Result<i32, DbError> {
+/// Registers feed `feed_id` of `instance` as following `session_id` (its
+/// appends and changes notify from now on, migration V19) until
+/// `ttl_seconds` from now, and returns the session's last `seq` (0 if it
+/// has none, or does not exist). The session's row is locked FOR SHARE:
+/// appends in flight commit first and are counted; later ones see the
+/// registration.
+pub async fn watch(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    feed_id: Uuid,
+    instance: Uuid,
+    ttl_seconds: f64,
+) -> Result<i32, DbError> {
     let stmt = client
-        .prepare_cached("SELECT message_count FROM sessions WHERE session_id = $1")
+        .prepare_cached(
+            "WITH locked AS (
+                 SELECT session_id, message_count FROM sessions WHERE session_id = $1 FOR SHARE
+             ), watched AS (
+                 INSERT INTO watched_sessions (feed_id, session_id, instance_id, expires_at)
+                 SELECT $2, session_id, $3, now() + make_interval(secs => $4) FROM locked
+                 ON CONFLICT (feed_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+             )
+             SELECT COALESCE((SELECT message_count FROM locked), 0)",
+        )
         .await?;
     Ok(client
-        .query_opt(&stmt, &[&session_id])
+        .query_one(&stmt, &[&session_id, &feed_id, &instance, &ttl_seconds])
         .await?
-        .map_or(0, |row| row.get(0)))
+        .get(0))
+}
+
+/// The feed is gone: its session no longer notifies for it.
+pub async fn unwatch(client: &impl GenericClient, feed_id: Uuid) -> Result<(), DbError> {
+    let stmt = client
+        .prepare_cached("DELETE FROM watched_sessions WHERE feed_id = $1")
+        .await?;
+    client.execute(&stmt, &[&feed_id]).await?;
+    Ok(())
+}
+
+/// Extends the registrations of `instance` that have more than
+/// `margin_seconds` left to `ttl_seconds` from now, and returns their
+/// feeds. A registration not among them may have lapsed (appends may have
+/// skipped their notifications): [`rewatch`] it, then read what is new.
+pub async fn renew_watches(
+    client: &impl GenericClient,
+    instance: Uuid,
+    ttl_seconds: f64,
+    margin_seconds: f64,
+) -> Result<Vec<Uuid>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE watched_sessions SET expires_at = now() + make_interval(secs => $2)
+             WHERE instance_id = $1 AND expires_at > now() + make_interval(secs => $3)
+             RETURNING feed_id",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&instance, &ttl_seconds, &margin_seconds])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
+/// Registers again feeds of `instance` (`feeds[i]` following
+/// `sessions[i]`) whose registrations may have lapsed, like [`watch`]:
+/// their sessions' rows are locked FOR SHARE (in one order), so an append
+/// that did not see the registration has committed when this returns, and
+/// a read after it finds the message.
+pub async fn rewatch(
+    client: &impl GenericClient,
+    instance: Uuid,
+    feeds: &[Uuid],
+    sessions: &[Uuid],
+    ttl_seconds: f64,
+) -> Result<(), DbError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH feeds AS (
+                 SELECT * FROM unnest($2::uuid[], $3::uuid[]) AS f (feed_id, session_id)
+             ), locked AS MATERIALIZED (
+                 SELECT session_id FROM sessions
+                 WHERE session_id IN (SELECT session_id FROM feeds)
+                 ORDER BY session_id FOR SHARE
+             )
+             INSERT INTO watched_sessions (feed_id, session_id, instance_id, expires_at)
+             SELECT feeds.feed_id, feeds.session_id, $1, now() + make_interval(secs => $4)
+             FROM feeds JOIN locked USING (session_id)
+             ON CONFLICT (feed_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+        )
+        .await?;
+    client
+        .execute(&stmt, &[&instance, &feeds, &sessions, &ttl_seconds])
+        .await?;
+    Ok(())
 }
 
 /// Stores a ticket (its SHA-256) for the caller if they participate,
@@ -290,10 +377,18 @@ pub async fn active_keys(
         .collect())
 }
 
-/// Deletes tickets that expired (a used one is deleted when used).
-pub async fn sweep_tickets(client: &impl GenericClient) -> Result<u64, DbError> {
+/// Deletes tickets that expired (a used one is deleted when used), and
+/// the registrations of feeds whose instance stopped renewing them.
+pub async fn sweep(client: &impl GenericClient) -> Result<u64, DbError> {
     let stmt = client
-        .prepare_cached("DELETE FROM event_tickets WHERE expires_at < now()")
+        .prepare_cached(
+            "WITH tickets AS (
+                 DELETE FROM event_tickets WHERE expires_at < now() RETURNING 1
+             ), watches AS (
+                 DELETE FROM watched_sessions WHERE expires_at < now() RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM tickets) + (SELECT count(*) FROM watches)",
+        )
         .await?;
-    Ok(client.execute(&stmt, &[]).await?)
+    Ok(client.query_one(&stmt, &[]).await?.get::<_, i64>(0) as u64)
 }

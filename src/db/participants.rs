@@ -69,7 +69,10 @@ pub struct Added {
 /// own activity, which nobody else may move (the plan's upsert set it to
 /// now(), which let anyone pin a session to the top of a victim's list).
 /// The conflict arm rewrites a column with its own value only to return
-/// the existing row, whichever transaction inserted it.
+/// the existing row, whichever transaction inserted it. The session's row
+/// is locked first, as by every change of participants: a feed registering
+/// for the session's events meanwhile either waits for this change or is
+/// seen by its notification (migration V19).
 pub async fn add(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -81,7 +84,7 @@ pub async fn add(
 ) -> Result<Guarded<Added>, DbError> {
     let stmt = client
         .prepare_cached(concat!(
-            with_caller!(
+            with_caller_locking_session!(
                 ", permitted AS (
                  SELECT 1 FROM caller WHERE role = ANY($6::text[])
              ), added_user AS (

@@ -185,7 +185,8 @@ impl Database {
             .prepare_cached(
                 "SELECT NULL FROM applications, configs, sessions, session_participants,
                                   session_messages, session_search, session_lineage,
-                                  transcripts_to_sweep, users, idempotency_keys, event_tickets
+                                  transcripts_to_sweep, users, idempotency_keys, event_tickets,
+                                  watched_sessions
                  LIMIT 0",
             )
             .await?;
@@ -280,12 +281,13 @@ where
     Ok(pool)
 }
 
-/// Deletes expired idempotency records and stream tickets, and the
-/// messages of deleted sessions that no fork shares, every `interval`,
-/// for as long as the pool is open. A background sweep rather than work
-/// on each request: it costs requests nothing (deleting a session of any
-/// size is one small statement), and runs even when writes stop. (While no instance runs,
-/// nothing is swept: nothing can read those rows then either.)
+/// Deletes expired idempotency records, stream tickets and watches, and
+/// the messages of deleted sessions that no fork shares, every
+/// `interval`, for as long as the pool is open. A background sweep rather
+/// than work on each request: it costs requests nothing (deleting a
+/// session of any size is one small statement), and runs even when writes
+/// stop. (While no instance runs, nothing is swept: nothing can read those
+/// rows then either.)
 fn sweep(pool: Pool, interval: std::time::Duration) {
     tokio::spawn(async move {
         loop {
@@ -308,8 +310,8 @@ fn sweep(pool: Pool, interval: std::time::Duration) {
                 Ok(deleted) => tracing::info!(deleted, "rows of deleted transcripts deleted"),
                 Err(e) => tracing::warn!(error = %e, "transcript sweep failed"),
             }
-            if let Err(e) = super::events::sweep_tickets(&client).await {
-                tracing::warn!(error = %e, "stream ticket sweep failed");
+            if let Err(e) = super::events::sweep(&client).await {
+                tracing::warn!(error = %e, "sweep of stream tickets and watches failed");
             }
         }
     });

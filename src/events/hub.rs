@@ -118,6 +118,17 @@ struct Notice {
 
 pub struct Hub {
     db: Arc<Database>,
+    /// Names this instance's rows in `watched_sessions`.
+    instance: Uuid,
+    /// A feed's registration (`watched_sessions`, migration V19) lasts
+    /// this long (`EVENTS_WATCH_SECONDS`) unless renewed; the instance
+    /// renews all of its own every fifth of it. A registration with less
+    /// than a fifth left when it is renewed (renewals failed meanwhile) may
+    /// lapse before an append sees it renewed: it is registered again
+    /// instead, as a new one is, and its feed reads what is new.
+    watch_ttl: Duration,
+    /// Whether the renewal of this instance's registrations runs.
+    renewing: std::sync::Once,
     feeds: Mutex<HashMap<Uuid, Arc<Feed>>>,
     /// Applications with streams here, and how many: their keys are checked
     /// again when notifications may have been missed.
@@ -125,9 +136,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(db: Arc<Database>) -> Arc<Self> {
+    pub fn new(db: Arc<Database>, watch_ttl: Duration) -> Arc<Self> {
         Arc::new(Self {
             db,
+            instance: Uuid::new_v4(),
+            watch_ttl,
+            renewing: std::sync::Once::new(),
             feeds: Mutex::default(),
             apps: Mutex::default(),
         })
@@ -140,11 +154,16 @@ impl Hub {
         session_id: Uuid,
         wait: Duration,
     ) -> Result<Subscription, DbError> {
+        self.renewing.call_once(|| {
+            tokio::spawn(renew(Arc::downgrade(self), self.watch_ttl / 5));
+        });
         let (feed, events) = {
             let mut feeds = self.feeds.lock().expect("feeds");
             let feed = feeds
                 .entry(session_id)
-                .or_insert_with(|| Feed::start(session_id, self.db.clone()))
+                .or_insert_with(|| {
+                    Feed::start(session_id, self.instance, self.watch_ttl, self.db.clone())
+                })
                 .clone();
             let events = feed.shared.events.subscribe();
             (feed, events)
@@ -211,9 +230,22 @@ impl Hub {
     }
 
     /// After notifications may have been missed (the listening connection
-    /// was lost and is back): every feed reads what is new, and the keys
-    /// of every application with streams are checked.
+    /// was lost and is back): this instance's registrations are renewed
+    /// (in case they lapsed meanwhile), then every feed reads what is new,
+    /// and the keys of every application with streams are checked.
     pub fn resync(self: &Arc<Self>) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = hub.renew_watches().await {
+                // The next renewal registers whatever lapsed again.
+                tracing::warn!(error = %e, "cannot renew the sessions' watches");
+            }
+            hub.catch_up();
+        });
+    }
+
+    /// Every feed reads whatever is new; keys are checked again.
+    fn catch_up(self: &Arc<Self>) {
         let feeds: Vec<Arc<Shared>> = self
             .feeds
             .lock()
@@ -228,6 +260,54 @@ impl Hub {
         if !apps.is_empty() {
             self.check_keys(apps);
         }
+    }
+
+    /// Renews the registrations of this instance's feeds; those that may
+    /// have lapsed are registered again, and their feeds read what is new
+    /// (appends meanwhile did not notify). Returns how many lapsed.
+    pub async fn renew_watches(&self) -> Result<usize, DbError> {
+        let feeds: Vec<Arc<Shared>> = self
+            .feeds
+            .lock()
+            .expect("feeds")
+            .values()
+            .filter(|feed| *feed.shared.ready.borrow())
+            .map(|feed| feed.shared.clone())
+            .collect();
+        if feeds.is_empty() {
+            return Ok(0);
+        }
+        let client = self.db.client().await?;
+        let renewed: std::collections::HashSet<Uuid> = statements::renew_watches(
+            &*client,
+            self.instance,
+            self.watch_ttl.as_secs_f64(),
+            (self.watch_ttl / 5).as_secs_f64(),
+        )
+        .await?
+        .into_iter()
+        .collect();
+        let lapsed: Vec<Arc<Shared>> = feeds
+            .into_iter()
+            .filter(|feed| !renewed.contains(&feed.feed_id))
+            .collect();
+        if lapsed.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = lapsed.iter().map(|feed| feed.feed_id).collect();
+        let sessions: Vec<Uuid> = lapsed.iter().map(|feed| feed.session_id).collect();
+        statements::rewatch(
+            &*client,
+            self.instance,
+            &ids,
+            &sessions,
+            self.watch_ttl.as_secs_f64(),
+        )
+        .await?;
+        for feed in &lapsed {
+            feed.mark(|pending| pending.resync = true);
+        }
+        Ok(lapsed.len())
     }
 
     /// Reads which keys of `apps` are valid and tells every feed, whose
@@ -276,6 +356,22 @@ impl Hub {
     }
 }
 
+/// Renews this instance's registrations every fifth of their lifetime,
+/// for as long as the hub exists. (After renewals failed for long,
+/// registrations may have lapsed: [`Hub::renew_watches`] registers them
+/// again.)
+async fn renew(hub: std::sync::Weak<Hub>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(hub) = hub.upgrade() else { return };
+        match hub.renew_watches().await {
+            Ok(0) => {}
+            Ok(lapsed) => tracing::info!(lapsed, "lapsed watches of sessions registered again"),
+            Err(e) => tracing::warn!(error = %e, "cannot renew the sessions' watches; retrying"),
+        }
+    }
+}
+
 /// A stream's count in [`Hub::watch_app`], given back when dropped.
 pub struct AppWatch {
     hub: Arc<Hub>,
@@ -318,20 +414,39 @@ impl Drop for Subscription {
     }
 }
 
-/// A session's feed: its task, stopped when the feed is dropped.
+/// A session's feed: its task, stopped when the feed is dropped, and its
+/// registration, then deleted.
 struct Feed {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    db: Arc<Database>,
 }
 
 impl Drop for Feed {
     fn drop(&mut self) {
         self.task.abort();
+        let (db, feed_id) = (self.db.clone(), self.shared.feed_id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let unwatched = async {
+                    let client = db.client().await?;
+                    statements::unwatch(&*client, feed_id).await
+                };
+                // Else it expires (EVENTS_WATCH_SECONDS).
+                if let Err(e) = unwatched.await {
+                    tracing::info!(error = %e, "a feed's watch was left to expire");
+                }
+            });
+        }
     }
 }
 
 struct Shared {
     session_id: Uuid,
+    /// Its row in `watched_sessions`.
+    feed_id: Uuid,
+    instance: Uuid,
+    watch_ttl: Duration,
     events: broadcast::Sender<Arc<Event>>,
     pending: Mutex<Pending>,
     wake: Notify,
@@ -381,6 +496,12 @@ impl Shared {
                     let client = db.client().await?;
                     messages::export_page(&*client, self.session_id, *head, i32::MAX, PAGE).await?
                 };
+                // Once for all of its subscribers (tests count these lines).
+                tracing::debug!(
+                    messages = page.len(),
+                    subscribers = self.events.receiver_count(),
+                    "a session's feed read new messages"
+                );
                 let Some(last) = page.last().map(|m| m.seq) else {
                     break;
                 };
@@ -411,17 +532,25 @@ impl Shared {
 }
 
 impl Feed {
-    fn start(session_id: Uuid, db: Arc<Database>) -> Arc<Self> {
+    fn start(
+        session_id: Uuid,
+        instance: Uuid,
+        watch_ttl: Duration,
+        db: Arc<Database>,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(BACKLOG);
         let shared = Arc::new(Shared {
             session_id,
+            feed_id: Uuid::new_v4(),
+            instance,
+            watch_ttl,
             events,
             pending: Mutex::default(),
             wake: Notify::new(),
             ready: watch::Sender::new(false),
         });
-        let task = tokio::spawn(run(shared.clone(), db));
-        Arc::new(Self { shared, task })
+        let task = tokio::spawn(run(shared.clone(), db.clone()));
+        Arc::new(Self { shared, task, db })
     }
 }
 
@@ -430,12 +559,19 @@ async fn run(shared: Arc<Shared>, db: Arc<Database>) {
     let mut head = loop {
         let read = async {
             let client = db.client().await?;
-            statements::head(&*client, shared.session_id).await
+            statements::watch(
+                &*client,
+                shared.session_id,
+                shared.feed_id,
+                shared.instance,
+                shared.watch_ttl.as_secs_f64(),
+            )
+            .await
         };
         match read.await {
             Ok(head) => break head,
             Err(e) => {
-                tracing::warn!(error = %e, "a session's feed cannot read its head; retrying");
+                tracing::warn!(error = %e, "a session's feed cannot register; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_RETRY);
             }

@@ -56,7 +56,7 @@ pub struct Events {
 impl Events {
     pub fn new(settings: &Settings, db: Arc<Database>) -> Arc<Self> {
         Arc::new(Self {
-            hub: Hub::new(db.clone()),
+            hub: Hub::new(db.clone(), settings.events.watch),
             listener: Listener::new(),
             limits: StreamLimits::new(
                 settings.events.max_streams,

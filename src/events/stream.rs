@@ -250,6 +250,7 @@ impl Live {
             messages::export_page(&*client, session_id, last, i32::MAX, PAGE).await
         })
         .await?;
+        tracing::debug!(messages = page.len(), "a stream read messages for itself");
         let Some(newest) = page.last().map(|m| m.seq) else {
             self.behind = false;
             return Ok(None);
@@ -276,8 +277,17 @@ impl Live {
     }
 }
 
+/// One body chunk of `frames`; a single frame is shared, not copied (the
+/// feed's frames go to every subscriber).
 fn join<'a>(frames: impl Iterator<Item = &'a Bytes>) -> Bytes {
-    let mut joined = Vec::new();
+    let mut frames = frames.peekable();
+    let Some(first) = frames.next() else {
+        return Bytes::new();
+    };
+    if frames.peek().is_none() {
+        return first.clone();
+    }
+    let mut joined = first.to_vec();
     for frame in frames {
         joined.extend_from_slice(frame);
     }

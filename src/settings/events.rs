@@ -17,6 +17,11 @@ pub struct EventSettings {
     /// `EVENTS_MAX_STREAMS_PER_USER`: open streams of one user on one
     /// instance; more are a 429 with `Retry-After`.
     pub max_streams_per_user: usize,
+    /// `EVENTS_WATCH_SECONDS`: how long a session stays registered as
+    /// followed by an instance (its writes notify) unless the instance
+    /// renews it, which it does every fifth of this while it has streams of
+    /// the session. Bounds the notifications a crashed instance leaves.
+    pub watch: Duration,
     /// `EVENTS_MAX_STREAM_SECONDS`: a stream ends by itself after this
     /// (with an `end` event and a `retry:` hint) and the client resumes.
     pub max_stream: Duration,
@@ -48,8 +53,16 @@ pub(super) fn from_vars(vars: &Vars<'_>) -> Result<EventSettings, SettingsError>
             "must be between 1 and 15",
         ));
     }
+    let watch: u64 = vars.parse_or("EVENTS_WATCH_SECONDS", 300)?;
+    if !(5..=3600).contains(&watch) {
+        return Err(SettingsError::new(
+            "EVENTS_WATCH_SECONDS",
+            "must be between 5 and 3600",
+        ));
+    }
     let settings = EventSettings {
         max_streams: vars.parse_or("EVENTS_MAX_STREAMS", 2000)?,
+        watch: Duration::from_secs(watch),
         max_streams_per_user: vars.parse_or("EVENTS_MAX_STREAMS_PER_USER", 20)?,
         max_stream: Duration::from_secs(max_stream),
         heartbeat: Duration::from_secs(heartbeat),
@@ -86,6 +99,7 @@ mod tests {
         let s = Settings::from_vars(&vars(&[])).unwrap().events;
         assert_eq!(s.max_stream.as_secs(), 120);
         assert_eq!(s.heartbeat.as_secs(), 15);
+        assert_eq!(s.watch.as_secs(), 300);
         assert_eq!((s.listen_host, s.listen_port), (None, None));
         let s = Settings::from_vars(&vars(&[
             ("DATABASE_LISTEN_PORT", "5432"),
@@ -103,6 +117,7 @@ mod tests {
             ("EVENTS_MAX_STREAMS_PER_USER", "x"),
             ("DATABASE_LISTEN_PORT", "0"),
             ("DATABASE_LISTEN_PORT", "70000"),
+            ("EVENTS_WATCH_SECONDS", "1"),
         ] {
             let err = Settings::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.name, name, "{value}");

@@ -172,6 +172,63 @@ async fn a_stream_on_one_process_receives_appends_made_through_another() {
     b.stop();
 }
 
+/// Fan-out: many streams of one session on an instance share one feed,
+/// which reads each append once for all of them (the processes log each
+/// read at debug level): ten streams on each of two processes, three
+/// appends, three reads per process, none by the streams themselves.
+#[tokio::test]
+async fn many_streams_of_one_session_cost_one_read_per_append_per_instance() {
+    let database_url = fresh_database(&admin_url()).await;
+    let mut vars = base_vars(&database_url);
+    vars.insert(
+        "LOG_LEVEL".into(),
+        "info,amplifier_sessions::events=debug".into(),
+    );
+    let a = Served::start(vars.clone()).await;
+    let b = Served::start(vars.clone()).await;
+    let remote = Remote::create(&a.url(""), &vars, "fan-out").await;
+    let path = events_path(&remote.session_id);
+    let mut streams = Vec::new();
+    for served in [&a, &b] {
+        for _ in 0..10 {
+            let mut stream = Sse::open(remote.as_owner(remote.http.get(served.url(&path)))).await;
+            stream.expect("snapshot").await;
+            streams.push(stream);
+        }
+    }
+    for seq in 1..=3 {
+        expect_status(
+            remote
+                .as_owner(
+                    remote
+                        .http
+                        .post(a.url(&format!("/api/sessions/{}/messages", remote.session_id))),
+                )
+                .json(&json!({"messages": [{"text": "x"}]}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        for stream in &mut streams {
+            assert_eq!(stream.messages(1).await, vec![seq]);
+        }
+    }
+    drop(streams);
+    for printed in [a.stop(), b.stop()] {
+        let reads = printed
+            .lines()
+            .filter(|line| line.contains("a session's feed read new messages"))
+            .count();
+        assert_eq!(reads, 3, "one read per append: {printed}");
+        assert!(
+            !printed.contains("a stream read messages for itself"),
+            "{printed}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_stream_resumed_with_last_event_id_gets_exactly_the_missed_messages() {
     let app = spawn_app().await;
@@ -731,6 +788,205 @@ async fn a_long_poll_answers_on_an_append_or_with_an_empty_page_after_its_wait()
     for query in ["before_seq=2&wait=1", "after_seq=0&wait=31"] {
         expect_problem(poll(query).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY).await;
     }
+}
+
+/// The registrations of `session_id` (migration V19): each a feed's, with
+/// its expiry.
+async fn watches(db: &tokio_postgres::Client, session_id: &str) -> Vec<(Uuid, f64)> {
+    db.query(
+        "SELECT feed_id, extract(epoch FROM expires_at)::float8 FROM watched_sessions
+         WHERE session_id = $1::text::uuid ORDER BY feed_id",
+        &[&session_id],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect()
+}
+
+/// Only sessions that someone follows notify (migration V19): a feed
+/// registers its session when it starts, renews the registration while it
+/// lives and removes it when it ends; the sweep deletes expired ones.
+#[tokio::test]
+async fn a_session_notifies_while_a_feed_follows_it_and_not_after() {
+    let app = spawn_app_with(&[
+        ("EVENTS_WATCH_SECONDS", "5"),
+        ("IDEMPOTENCY_SWEEP_SECONDS", "1"),
+    ])
+    .await;
+    let f = app.fixture().await;
+    let config_id = app.create_config(&f.key).await;
+    let unwatched = app.create_session(&f.key, f.owner, config_id).await["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db = pg_connect(&app.database_url).await;
+    let (listener, mut notices) = listen_raw(&app.database_url).await;
+    assert!(watches(&db, &f.session_id).await.is_empty());
+
+    let mut stream = open(&app, &f.key, f.owner, &f.session_id).await;
+    stream.expect("snapshot").await;
+    let registered = watches(&db, &f.session_id).await;
+    assert_eq!(registered.len(), 1, "one feed: {registered:?}");
+    // Appends to a session nobody follows notify nothing; notifications
+    // come in commit order, so the first one heard is the followed one's.
+    append(&app, &f.key, f.owner, &unwatched, 1).await;
+    append(&app, &f.key, f.owner, &f.session_id, 1).await;
+    let heard: Value = serde_json::from_str(&notices.recv().await.unwrap()).unwrap();
+    assert_eq!(heard, json!({"k": "m", "s": f.session_id, "q": 1}));
+    assert_eq!(stream.messages(1).await, vec![1]);
+
+    // Renewed while the feed lives (every fifth of EVENTS_WATCH_SECONDS).
+    wait_for("the registration is renewed", || async {
+        let now = watches(&db, &f.session_id).await;
+        now.len() == 1 && now[0].0 == registered[0].0 && now[0].1 > registered[0].1
+    })
+    .await;
+    drop(stream);
+    wait_for("the registration is removed with the feed", || async {
+        watches(&db, &f.session_id).await.is_empty()
+    })
+    .await;
+    // Nobody follows it now: its appends notify nothing either.
+    append(&app, &f.key, f.owner, &f.session_id, 1).await;
+    db.batch_execute(&format!(
+        "INSERT INTO watched_sessions VALUES (gen_random_uuid(), '{}', gen_random_uuid(), now() + interval '1 hour');
+         INSERT INTO watched_sessions VALUES (gen_random_uuid(), '{}', gen_random_uuid(), now() - interval '1 second')",
+        unwatched, f.session_id
+    ))
+    .await
+    .unwrap();
+    append(&app, &f.key, f.owner, &f.session_id, 1).await;
+    append(&app, &f.key, f.owner, &unwatched, 1).await;
+    let heard: Value = serde_json::from_str(&notices.recv().await.unwrap()).unwrap();
+    assert_eq!(
+        heard,
+        json!({"k": "m", "s": unwatched, "q": 2}),
+        "only a live registration notifies"
+    );
+    wait_for("the sweep deletes the expired registration", || async {
+        watches(&db, &f.session_id).await.is_empty()
+    })
+    .await;
+    assert_eq!(watches(&db, &unwatched).await.len(), 1, "a live one stays");
+    drop(listener);
+}
+
+/// A registration that lapsed (its instance could not renew it in time):
+/// appends meanwhile did not notify; the next renewal registers it again
+/// and the stream gets them, then later appends notify again.
+#[tokio::test]
+async fn a_lapsed_registration_is_made_again_and_its_stream_catches_up() {
+    let app = spawn_app_with(&[("EVENTS_WATCH_SECONDS", "5")]).await;
+    let f = app.fixture().await;
+    let db = pg_connect(&app.database_url).await;
+    let mut stream = open(&app, &f.key, f.owner, &f.session_id).await;
+    stream.expect("snapshot").await;
+    let registered = watches(&db, &f.session_id).await;
+    db.execute(
+        "UPDATE watched_sessions SET expires_at = now() - interval '1 second'
+         WHERE session_id = $1::text::uuid",
+        &[&f.session_id],
+    )
+    .await
+    .unwrap();
+    append(&app, &f.key, f.owner, &f.session_id, 2).await;
+    // The feed catches up as after a lost listener: the session's state
+    // comes too.
+    assert_eq!(next_messages(&mut stream, 2).await, vec![1, 2]);
+    let now = watches(&db, &f.session_id).await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].0, registered[0].0, "the same feed, registered again");
+    append(&app, &f.key, f.owner, &f.session_id, 1).await;
+    assert_eq!(next_messages(&mut stream, 1).await, vec![3]);
+}
+
+/// The seqs of the next `n` messages, skipping `session` and
+/// `participants` events.
+async fn next_messages(stream: &mut Sse, n: usize) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        let event = stream.next().await.expect("the stream goes on");
+        match event.event.as_str() {
+            "message" => seqs.push(event.seq()),
+            "session" | "participants" => {}
+            other => panic!("unexpected {other} event"),
+        }
+    }
+    seqs
+}
+
+/// Appends racing a new feed's registration: whether an append committed
+/// before the registration (counted in the feed's first head) or after it
+/// (it notifies), the stream gets every message once, in order, without
+/// any later append to wake it. Several rounds, each a new session (a new
+/// feed) opened while four writers append.
+#[tokio::test]
+async fn appends_racing_a_feeds_registration_all_reach_its_stream() {
+    let app = spawn_app_with(&[("RATE_LIMIT_WRITES_PER_MINUTE", "0")]).await;
+    let f = app.fixture().await;
+    let config_id = app.create_config(&f.key).await;
+    for _ in 0..5 {
+        let session_id = app.create_session(&f.key, f.owner, config_id).await["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let request = app
+                    .as_user(
+                        app.post(&format!("/api/sessions/{session_id}/messages")),
+                        &f.key,
+                        f.owner,
+                    )
+                    .json(&json!({"messages": [{"text": "x"}]}));
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        let response = request.try_clone().unwrap().send().await.unwrap();
+                        assert_eq!(response.status(), StatusCode::OK);
+                    }
+                })
+            })
+            .collect();
+        let mut stream = Sse::open(app.as_user(
+            app.get(&format!("{}?after_seq=0", events_path(&session_id))),
+            &f.key,
+            f.owner,
+        ))
+        .await;
+        stream.expect("snapshot").await;
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        assert_eq!(stream.messages(40).await, (1..=40).collect::<Vec<_>>());
+    }
+}
+
+/// A connection of its own that LISTENs on the events' channel, and the
+/// payloads it hears.
+async fn listen_raw(
+    url: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_owned());
+            }
+        }
+    });
+    client
+        .batch_execute("LISTEN amplifier_events")
+        .await
+        .unwrap();
+    (client, rx)
 }
 
 /// Whether a connection LISTENs on the database of `url`.
