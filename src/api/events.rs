@@ -99,8 +99,9 @@ impl FromRequestParts<AppState> for StreamCaller {
 ///   with `Last-Event-ID` (or `after_seq`) and nothing is lost or repeated.
 ///
 /// A comment line (`: heartbeat`) comes at least every 15 seconds. Each
-/// instance holds at most `EVENTS_MAX_STREAMS` streams (503 beyond) and
-/// `EVENTS_MAX_STREAMS_PER_USER` of one user (429 beyond).
+/// instance holds at most `EVENTS_MAX_STREAMS` streams (503 beyond),
+/// `EVENTS_APP_SHARE` of them for one application and
+/// `EVENTS_MAX_STREAMS_PER_USER` for one user (429 beyond).
 #[utoipa::path(
     get, path = "/api/sessions/{session_id}/events", operation_id = "session-events",
     tag = "events",
@@ -130,7 +131,7 @@ pub async fn stream(
     // read reaches the stream.
     let (place, subscription, key, user, opened) = match caller {
         StreamCaller::Headers(caller) => {
-            let place = state.events.admit(caller.user_id)?;
+            let place = state.events.admit(caller.key.hash(), caller.user_id)?;
             let subscription = state.events.subscribe(session_id).await?;
             let client = state.db.client().await?;
             let opened = statements::open(&*client, caller.key.hash(), session_id, caller.user_id)
@@ -158,7 +159,7 @@ pub async fn stream(
             // The stream's own reads count against its application's share.
             pool_share::claim(key.as_deref());
             let opened = *opened.ok_or_else(|| not_found(session_id))?;
-            let place = state.events.admit(user)?;
+            let place = state.events.admit(key.as_deref(), user)?;
             (place, subscription, key, user, opened)
         }
     };

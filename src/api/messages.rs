@@ -352,7 +352,7 @@ async fn long_poll(
     limit: i64,
     deadline: tokio::time::Instant,
 ) -> Result<messages::Page, ApiError> {
-    let _place = state.events.admit(caller.user_id)?;
+    let _place = state.events.admit(caller.key.hash(), caller.user_id)?;
     let mut subscription = state.events.subscribe(session_id).await?;
     let direction = Direction::After(after);
     loop {

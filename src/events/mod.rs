@@ -29,8 +29,9 @@ use hub::{Event, Hub, Subscription};
 use limits::{Full, Place, StreamLimits};
 use listener::{Listener, Target};
 
-/// Seconds a user over their streams should wait: one of theirs may end.
-const USER_FULL_RETRY_AFTER: u64 = 5;
+/// Seconds a user or application over their streams should wait: one of
+/// theirs may end.
+const FULL_RETRY_AFTER: u64 = 5;
 
 /// How a long-poll's wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,7 @@ impl Events {
             listener: Listener::new(),
             limits: StreamLimits::new(
                 settings.events.max_streams,
+                settings.events.max_streams_per_app,
                 settings.events.max_streams_per_user,
             ),
             wait: settings.database.pool_timeout,
@@ -69,20 +71,31 @@ impl Events {
         })
     }
 
-    /// A place for one more stream (or waiting long-poll) of `user`: 503
-    /// when the instance holds `EVENTS_MAX_STREAMS`, 429 when the user
-    /// holds `EVENTS_MAX_STREAMS_PER_USER`, both with `Retry-After`.
-    pub fn admit(&self, user: Uuid) -> Result<Place, ApiError> {
-        self.limits.admit(user).map_err(|full| match full {
+    /// A place for one more stream (or waiting long-poll) of `user`, whose
+    /// application's key has the SHA-256 `key` (`None`: keyless development
+    /// calls, one application): 503 when the instance holds
+    /// `EVENTS_MAX_STREAMS`, 429 when the application holds its share
+    /// (`EVENTS_APP_SHARE`) or the user `EVENTS_MAX_STREAMS_PER_USER`, all
+    /// with `Retry-After`.
+    pub fn admit(&self, key: Option<&str>, user: Uuid) -> Result<Place, ApiError> {
+        let tenant: std::sync::Arc<str> = key.unwrap_or_default().into();
+        self.limits.admit(tenant, user).map_err(|full| match full {
             Full::Instance(max) => ApiError::Unavailable(format!(
                 "this instance holds its maximum of {max} streams (EVENTS_MAX_STREAMS); retry shortly"
             )),
+            Full::Application(max) => ApiError::TooManyRequests {
+                detail: format!(
+                    "this application already holds its share of {max} streams on this \
+                     instance (EVENTS_APP_SHARE of EVENTS_MAX_STREAMS); retry when one has ended"
+                ),
+                retry_after: FULL_RETRY_AFTER,
+            },
             Full::User(max) => ApiError::TooManyRequests {
                 detail: format!(
                     "this user already holds {max} streams on this instance \
                      (EVENTS_MAX_STREAMS_PER_USER); close one, or retry when one has ended"
                 ),
-                retry_after: USER_FULL_RETRY_AFTER,
+                retry_after: FULL_RETRY_AFTER,
             },
         })
     }

@@ -17,6 +17,11 @@ pub struct EventSettings {
     /// `EVENTS_MAX_STREAMS_PER_USER`: open streams of one user on one
     /// instance; more are a 429 with `Retry-After`.
     pub max_streams_per_user: usize,
+    /// Open streams of one application (one key) on one instance:
+    /// `EVENTS_APP_SHARE` of `EVENTS_MAX_STREAMS` (default one half, at
+    /// least 1), as `DATABASE_POOL_APP_SHARE` shares the pool; more are a
+    /// 429 with `Retry-After`.
+    pub max_streams_per_app: usize,
     /// `EVENTS_WATCH_SECONDS`: how long a session stays registered as
     /// followed by an instance (its writes notify) unless the instance
     /// renews it, which it does every fifth of this while it has streams of
@@ -60,8 +65,17 @@ pub(super) fn from_vars(vars: &Vars<'_>) -> Result<EventSettings, SettingsError>
             "must be between 5 and 3600",
         ));
     }
+    let max_streams: usize = vars.parse_or("EVENTS_MAX_STREAMS", 2000)?;
+    let app_share: f64 = vars.parse_or("EVENTS_APP_SHARE", 0.5)?;
+    if !(app_share > 0.0 && app_share <= 1.0) {
+        return Err(SettingsError::new(
+            "EVENTS_APP_SHARE",
+            "must be a fraction of EVENTS_MAX_STREAMS above 0, at most 1",
+        ));
+    }
     let settings = EventSettings {
-        max_streams: vars.parse_or("EVENTS_MAX_STREAMS", 2000)?,
+        max_streams,
+        max_streams_per_app: ((app_share * max_streams as f64) as usize).max(1),
         watch: Duration::from_secs(watch),
         max_streams_per_user: vars.parse_or("EVENTS_MAX_STREAMS_PER_USER", 20)?,
         max_stream: Duration::from_secs(max_stream),
@@ -100,6 +114,7 @@ mod tests {
         assert_eq!(s.max_stream.as_secs(), 120);
         assert_eq!(s.heartbeat.as_secs(), 15);
         assert_eq!(s.watch.as_secs(), 300);
+        assert_eq!((s.max_streams, s.max_streams_per_app), (2000, 1000));
         assert_eq!((s.listen_host, s.listen_port), (None, None));
         let s = Settings::from_vars(&vars(&[
             ("DATABASE_LISTEN_PORT", "5432"),
@@ -109,6 +124,13 @@ mod tests {
         .events;
         assert_eq!(s.listen_port, Some(5432));
         assert_eq!(s.listen_host.as_deref(), Some("db.internal"));
+        let s = Settings::from_vars(&vars(&[
+            ("EVENTS_MAX_STREAMS", "3"),
+            ("EVENTS_APP_SHARE", "0.1"),
+        ]))
+        .unwrap()
+        .events;
+        assert_eq!(s.max_streams_per_app, 1, "at least one");
         for (name, value) in [
             ("EVENTS_MAX_STREAM_SECONDS", "230"),
             ("EVENTS_MAX_STREAM_SECONDS", "0"),
@@ -117,6 +139,9 @@ mod tests {
             ("EVENTS_MAX_STREAMS_PER_USER", "x"),
             ("DATABASE_LISTEN_PORT", "0"),
             ("DATABASE_LISTEN_PORT", "70000"),
+            ("EVENTS_APP_SHARE", "0"),
+            ("EVENTS_APP_SHARE", "1.5"),
+            ("EVENTS_APP_SHARE", "NaN"),
             ("EVENTS_WATCH_SECONDS", "1"),
         ] {
             let err = Settings::from_vars(&vars(&[(name, value)])).unwrap_err();

@@ -448,8 +448,10 @@ async fn a_stream_ends_by_itself_with_a_retry_hint_and_heartbeats_until_then() {
 
 #[tokio::test]
 async fn streams_over_the_limits_are_refused_with_retry_after() {
+    // Four on the instance, three for one application, two for one user.
     let app = spawn_app_with(&[
-        ("EVENTS_MAX_STREAMS", "3"),
+        ("EVENTS_MAX_STREAMS", "4"),
+        ("EVENTS_APP_SHARE", "0.75"),
         ("EVENTS_MAX_STREAMS_PER_USER", "2"),
     ])
     .await;
@@ -461,24 +463,33 @@ async fn streams_over_the_limits_are_refused_with_retry_after() {
         StatusCode::CREATED,
     )
     .await;
+    let refused = |key: String, user: Uuid, session_id: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .as_user(app.get(&events_path(&session_id)), &key, user)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            assert!(response.headers().contains_key("retry-after"));
+            (status, expect_problem(response, status).await)
+        }
+    };
     let first = open(&app, &f.key, f.owner, &f.session_id).await;
     let _second = open(&app, &f.key, f.owner, &f.session_id).await;
-    let refused = app
-        .as_user(app.get(&events_path(&f.session_id)), &f.key, f.owner)
-        .send()
-        .await
-        .unwrap();
-    assert!(refused.headers().contains_key("retry-after"));
-    let detail = expect_problem(refused, StatusCode::TOO_MANY_REQUESTS).await;
+    let (status, detail) = refused(f.key.clone(), f.owner, f.session_id.clone()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(detail.contains("EVENTS_MAX_STREAMS_PER_USER"), "{detail}");
     let _third = open(&app, &f.key, other, &f.session_id).await;
-    let refused = app
-        .as_user(app.get(&events_path(&f.session_id)), &f.key, other)
-        .send()
-        .await
-        .unwrap();
-    assert!(refused.headers().contains_key("retry-after"));
-    let detail = expect_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+    // The application holds its share; another application does not.
+    let (status, detail) = refused(f.key.clone(), other, f.session_id.clone()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(detail.contains("EVENTS_APP_SHARE"), "{detail}");
+    let g = app.fixture().await;
+    let _fourth = open(&app, &g.key, g.owner, &g.session_id).await;
+    let (status, detail) = refused(g.key.clone(), g.owner, g.session_id.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(detail.contains("EVENTS_MAX_STREAMS"), "{detail}");
     // A closed stream gives its place back.
     drop(first);
