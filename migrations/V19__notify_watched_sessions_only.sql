@@ -14,8 +14,8 @@
 -- changes lock it FOR NO KEY UPDATE (src/db/caller.rs). Its trigger runs
 -- after that lock is taken (an AFTER trigger, at the end of the statement)
 -- and looks for registrations with a fresh snapshot (session_is_watched is
--- VOLATILE: in READ COMMITTED, which the service never changes, each of
--- its queries sees what committed before it started). So a write either
+-- a VOLATILE PL/pgSQL function: in READ COMMITTED, which the service never
+-- changes, each of its queries sees what committed before it started). So a write either
 -- held the lock first, and the registration waits for its commit (its seq
 -- is counted, its change read after), or waited for the registration to
 -- commit, and then finds it and notifies. Nothing falls between a feed's
@@ -35,11 +35,16 @@ CREATE INDEX IF NOT EXISTS idx_watched_sessions_session_id ON watched_sessions (
 CREATE INDEX IF NOT EXISTS idx_watched_sessions_instance_id ON watched_sessions (instance_id);
 CREATE INDEX IF NOT EXISTS idx_watched_sessions_expires_at ON watched_sessions (expires_at);
 
+-- PL/pgSQL rather than SQL: its query's plan is kept for the session (a
+-- SQL function's is made again at every call, every append's trigger);
+-- VOLATILE, so the query takes a fresh snapshot.
 CREATE OR REPLACE FUNCTION session_is_watched(session UUID)
 RETURNS boolean AS $$
-    SELECT EXISTS (SELECT 1 FROM watched_sessions
-                   WHERE session_id = session AND expires_at > now())
-$$ LANGUAGE sql VOLATILE;
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM watched_sessions
+                   WHERE session_id = session AND expires_at > now());
+END;
+$$ LANGUAGE plpgsql VOLATILE;
 
 CREATE OR REPLACE FUNCTION notify_session_events()
 RETURNS TRIGGER AS $$
