@@ -6,17 +6,18 @@
 # growth, scale) and writes docs/benchmarks.md; then scripts/bench_attacks.py
 # (issue 15's attacks on one instance), scripts/bench_shares.py (issue 16:
 # one application's flood of slow requests against another's reads) and
-# scripts/bench_limits.py (issue 16's rate limits) add their sections.
+# scripts/bench_limits.py (issue 16's rate limits) and scripts/bench_events.py
+# (issue 17's live sessions: streams over two instances) add their sections.
 # Environment: BENCH_DURATION (s per run, default 10), BENCH_CONNECTIONS
 # (default 8), BENCH_USERS (default 200), BENCH_GROWTH_MESSAGES (default
 # 100000), BENCH_SCALE_SESSIONS (default 1000000), BENCH_ONLY=attacks,
-# shares or limits (only that section).
+# shares, limits or events (only that section).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only=${BENCH_ONLY:-}
 case "$only" in
-  ""|attacks|shares|limits) ;;
-  *) echo "bench: BENCH_ONLY must be attacks, shares or limits" >&2; exit 1 ;;
+  ""|attacks|shares|limits|events) ;;
+  *) echo "bench: BENCH_ONLY must be attacks, shares, limits or events" >&2; exit 1 ;;
 esac
 
 scripts/install-deps.sh
@@ -44,8 +45,8 @@ if [ -z "$only" ]; then
     --users "${BENCH_USERS:-200}" --growth-messages "${BENCH_GROWTH_MESSAGES:-100000}" \
     --scale-sessions "${BENCH_SCALE_SESSIONS:-1000000}"
 fi
-# Issue 15's attacks and issue 16's pool shares and rate limits; each
-# replaces its section of docs/benchmarks.md.
+# Issue 15's attacks, issue 16's pool shares and rate limits, issue 17's
+# live sessions; each replaces its section of docs/benchmarks.md.
 if [ -z "$only" ] || [ "$only" = attacks ]; then
   python3 scripts/bench_attacks.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt"
 fi
@@ -54,4 +55,7 @@ if [ -z "$only" ] || [ "$only" = shares ]; then
 fi
 if [ -z "$only" ] || [ "$only" = limits ]; then
   python3 scripts/bench_limits.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt"
+fi
+if [ -z "$only" ] || [ "$only" = events ]; then
+  python3 scripts/bench_events.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt"
 fi
