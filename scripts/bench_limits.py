@@ -60,8 +60,10 @@ def throughput(pg, args):
     }
     wrk_args = types.SimpleNamespace(connections=args.connections, duration=args.duration)
     rps = {(name, mode): [] for name in functions for mode in ("off", "on")}
-    for _ in range(args.rounds):
-        for mode, extra in (("off", OFF), ("on", ON)):
+    for round in range(args.rounds):
+        # Alternating which goes first, so that drift falls on both alike.
+        modes = (("off", OFF), ("on", ON)) if round % 2 == 0 else (("on", ON), ("off", OFF))
+        for mode, extra in modes:
             s = service(pg, args.port, extra)
             for name, requests in functions.items():
                 result = wrk(s, {"key": fx.key, "requests": requests}, wrk_args)
@@ -131,8 +133,8 @@ def main():
     parser.add_argument("--port", type=int, default=7410)
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--limit", type=int, default=600)
     parser.add_argument("--out", default=os.path.join(bench.ROOT, "docs", "benchmarks.md"))
     args = parser.parse_args()
@@ -154,7 +156,8 @@ def write(path, r):
         rows.append(f"| {name} | {t['off']:.0f} | {t['on']:.0f} | {ratio:.2f}× | ≥ 0.95×: {met(ratio >= 0.95)} |")
     o = r["overshoot"]
     over = o["admitted"] - o["limit"]
-    bound = 0
+    # The README's bound: the limit plus one request on trust per process.
+    bound = o["processes"]
     section = f"""{BEGIN}
 ## Rate limits (issue 16)
 
@@ -171,7 +174,7 @@ never reached).
 **Bound across instances**: {o['processes']} processes on one database,
 one user limited to {o['limit']} requests per minute, 24 callers spread
 over the processes until each one refuses: {o['admitted']} admitted
-({over:+d} over the limit; the README's bound is the limit itself: {met(over <= bound)}),
+({over:+d} over the limit; the README's bound is +{bound}, one per process: {met(over <= bound)}),
 {o['refused']} refused (429), other answers: {o['others'] or 'none'}, in {o['seconds']:.1f} s.
 {END}
 """

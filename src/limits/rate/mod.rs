@@ -38,6 +38,9 @@ use crate::settings::{PerMinute, RateLimits};
 /// Buckets one instance keeps (about 200 bytes each); beyond it the idle
 /// ones go first.
 const CAPACITY: usize = 100_000;
+/// How long a lease may be used without being renewed. Leases follow
+/// demand, so what an idle instance holds back meanwhile is small.
+const LEASE_LIFE: Duration = Duration::from_secs(10);
 /// Rounds of sync a request beyond its instance's share waits for.
 const MAX_SYNC_WAITS: usize = 3;
 
@@ -139,6 +142,8 @@ struct Bucket {
     /// Requests waiting for a sync to get a lease: the next one asks for
     /// room for them.
     waiting: u64,
+    /// The window whose first request was admitted without a lease.
+    on_trust: i64,
     /// Whether a sync since this bucket was last used has read the others.
     fresh: bool,
     /// The window of the last request, to forget idle buckets.
@@ -160,17 +165,20 @@ impl Bucket {
             // Nothing until a sync has taken a lease.
             lease: None,
             waiting: 0,
+            on_trust: i64::MIN,
             fresh: false,
             last_used: at.window,
         }
     }
 
     /// The lease, while it holds: within the window it was taken in, and
-    /// for 1.5 sync intervals after the sync that took it began (the
-    /// others stop counting it after 2, by the database's clock).
-    fn lease(&self, at: Moment, interval: Duration) -> Option<u64> {
+    /// for [`LEASE_LIFE`] after the sync that took it began (the others
+    /// count it a sync interval longer, by the database's clock). Syncs
+    /// renew the leases of callers still active every interval; a caller
+    /// who pauses for less than the life finds its lease still there.
+    fn lease(&self, at: Moment) -> Option<u64> {
         self.lease
-            .filter(|l| l.window == at.window && l.taken_at.elapsed() < interval * 3 / 2)
+            .filter(|l| l.window == at.window && l.taken_at.elapsed() < LEASE_LIFE)
             .map(|l| l.granted)
     }
 
@@ -230,7 +238,8 @@ pub enum Refusal {
 }
 
 enum Verdict {
-    Admit(Standings),
+    /// Admitted; `true`: on trust, so a sync should take a lease soon.
+    Admit(Standings, bool),
     Refuse(Refusal),
     /// Within the limit, beyond this instance's lease: a sync may give
     /// more; if none does, the refusal.
@@ -279,7 +288,12 @@ impl RateLimiter {
         let mut synced = self.synced.subscribe();
         for wait in 0..=MAX_SYNC_WAITS {
             match self.decide(&key_hash, &scopes, Moment::now()) {
-                Verdict::Admit(standings) => return Ok(standings),
+                Verdict::Admit(standings, on_trust) => {
+                    if on_trust {
+                        self.wanted.notify_one();
+                    }
+                    return Ok(standings);
+                }
                 Verdict::Refuse(refusal) => return Err(refusal),
                 Verdict::WaitForSync(refusal) if wait == MAX_SYNC_WAITS => return Err(refusal),
                 Verdict::WaitForSync(_) => {
@@ -370,7 +384,7 @@ impl RateLimiter {
                     standings,
                 });
             }
-            match bucket.lease(at, self.settings.sync_interval) {
+            match bucket.lease(at) {
                 Some(0) => {
                     // What is left is leased to other instances: refused
                     // until a sync finds some of it given back.
@@ -381,6 +395,10 @@ impl RateLimiter {
                     });
                 }
                 Some(granted) if bucket.since_sync < granted => {}
+                // The first request of a minute, before any lease of
+                // that minute: admitted on trust, once (README's bound).
+                None if bucket.on_trust != at.window
+                    && bucket.lease.is_none_or(|l| l.window != at.window) => {}
                 _ => wait = Some(scope.policy()),
             }
             standings.push(bucket.standing(scope, limit, at));
@@ -388,6 +406,7 @@ impl RateLimiter {
         if let Some(policy) = wait {
             return Verdict::WaitForSync(Refusal::ShareUsedUp { policy, standings });
         }
+        let mut on_trust = false;
         for &scope in scopes {
             let key = BucketKey {
                 api_key_hash: key_hash.clone(),
@@ -395,6 +414,10 @@ impl RateLimiter {
             };
             let bucket = buckets.get_mut(&key).expect("inserted above");
             if bucket.limit.is_some() {
+                if bucket.lease(at).is_none() {
+                    bucket.on_trust = at.window;
+                    on_trust = true;
+                }
                 bucket.mine.current += 1;
                 bucket.unsynced += 1;
                 bucket.since_sync += 1;
@@ -403,7 +426,7 @@ impl RateLimiter {
         for standing in standings.iter_mut() {
             standing.remaining = standing.remaining.saturating_sub(1);
         }
-        Verdict::Admit(standings)
+        Verdict::Admit(standings, on_trust)
     }
 }
 

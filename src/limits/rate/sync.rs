@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::window::{Counts, Moment, WINDOW_SECS};
-use super::{BucketKey, Lease, RateLimiter};
+use super::{Bucket, BucketKey, Lease, RateLimiter};
 use crate::db::DbError;
 
 /// For each bucket this instance counted (`$2`..`$6`: key hash, bucket,
@@ -17,8 +18,8 @@ use crate::db::DbError;
 /// 0 for none, the field of `settings.rate_limits` that overrides it):
 /// reads the other instances' counts in window `$7` and the one before
 /// (`$8`: how much of `$7` has passed), the leases they hold and how many
-/// they are (of those that synced within `$11` seconds, two sync
-/// intervals: a lease lapses then, its holder stops using it after 1.5);
+/// they are (of those that synced within `$11` seconds: a lease lapses
+/// then, a sync interval after its holder stops using it);
 /// decides this instance's lease (what it may admit before its
 /// next sync): what it wants (`$12`), at most an equal share of what is
 /// left (at least 1 while anything is, 0 once nothing is); and adds its
@@ -79,20 +80,22 @@ WITH mine AS (
 )
 SELECT api_key_hash, bucket, current, previous, rate_limit, lease FROM decided";
 
-/// Takes, in one order, a transaction-level lock per bucket of the sync
-/// (`$1`, `$2`: key hashes and buckets), so that instances take their
-/// leases one after the other: each sees the leases taken before its own,
-/// and together they never lease more than what is left. (A transaction
-/// lock, so PgBouncer's transaction pooling keeps it.)
+/// Takes, in one order, a transaction-level lock per application of the
+/// sync (`$1`: key hashes), so that instances take their leases of an
+/// application's buckets one after the other: each sees the leases taken
+/// before its own, and together they never lease more than what is left.
+/// Per application rather than per bucket, so that a sync holds a few
+/// locks, not one per user. (A transaction lock: PgBouncer's transaction
+/// pooling keeps it.)
 const LOCK: &str = "
 SELECT pg_advisory_xact_lock(h) FROM (
-    SELECT DISTINCT hashtextextended(api_key_hash || ' ' || bucket, 0) AS h
-    FROM unnest($1::varchar[], $2::varchar[]) AS m (api_key_hash, bucket)
+    SELECT DISTINCT hashtextextended(api_key_hash, 0) AS h
+    FROM unnest($1::varchar[]) AS m (api_key_hash)
     ORDER BY h
 ) AS locks";
 
 /// The smallest lease asked for.
-const MIN_LEASE: u64 = 4;
+const MIN_LEASE: i64 = 4;
 
 /// How often windows that no longer count are swept, at most.
 const SWEEP_EVERY_SECS: u64 = 60;
@@ -103,12 +106,16 @@ pub(super) fn start(limiter: Arc<RateLimiter>) {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_sweep: Option<Instant> = None;
         loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                () = limiter.wanted.notified() => {}
-            }
+            // Every interval, the buckets used since their last sync;
+            // asked for early, only those with requests waiting or without
+            // a lease, so that early syncs do not re-lease (and shrink)
+            // everybody's leases.
+            let only_waiting = tokio::select! {
+                _ = ticks.tick() => false,
+                () = limiter.wanted.notified() => true,
+            };
             let sweep = last_sweep.is_none_or(|at| at.elapsed().as_secs() >= SWEEP_EVERY_SECS);
-            let ok = match sync_once(&limiter, sweep).await {
+            let ok = match sync_once(&limiter, sweep, only_waiting).await {
                 Ok(synced) => {
                     if synced && sweep {
                         last_sweep = Some(Instant::now());
@@ -132,22 +139,25 @@ struct Flush {
     since_sync: u64,
     counted: f64,
     setting: i64,
-    /// The lease to ask for: twice what the last one let in plus the
-    /// requests waiting, so a lease follows demand (a burst waits for one
-    /// sync, not one per doubling) and an instance holds back little of
-    /// the limit from the others.
+    /// The lease to ask for (see [`wanted`]): it follows demand, so a
+    /// burst waits for one sync, not one per doubling, and an instance
+    /// holds back little of the limit from the others.
     wanted: i64,
 }
 
 /// Syncs the buckets used since the last sync; `Ok(false)` when there
 /// was nothing to do.
-async fn sync_once(limiter: &RateLimiter, sweep: bool) -> Result<bool, DbError> {
+async fn sync_once(
+    limiter: &RateLimiter,
+    sweep: bool,
+    only_waiting: bool,
+) -> Result<bool, DbError> {
     let (at, started) = (Moment::now(), Instant::now());
     let flushes: Vec<Flush> = {
         let mut buckets = limiter.buckets.lock().expect("rate buckets");
         buckets
             .iter_mut()
-            .filter(|(_, b)| !b.fresh)
+            .filter(|(_, b)| !b.fresh && (!only_waiting || b.waiting > 0 || b.lease(at).is_none()))
             .map(|(key, b)| {
                 b.roll(at);
                 // A request from now on makes it due again.
@@ -157,10 +167,7 @@ async fn sync_once(limiter: &RateLimiter, sweep: bool) -> Result<bool, DbError> 
                     requests: b.unsynced,
                     since_sync: b.since_sync,
                     counted: b.mine.estimate(at),
-                    wanted: i64::try_from(
-                        (b.since_sync + b.waiting).saturating_mul(2).max(MIN_LEASE),
-                    )
-                    .unwrap_or(i64::MAX),
+                    wanted: wanted(b, limiter.settings.sync_interval),
                     setting: key
                         .scope
                         .default_limit(&limiter.settings)
@@ -213,6 +220,35 @@ async fn sync_once(limiter: &RateLimiter, sweep: bool) -> Result<bool, DbError> 
     Ok(true)
 }
 
+/// The lease to ask for: twice what the bucket's rate since its last lease
+/// would let in over a sync interval, plus room for the requests waiting.
+/// A rate, not a count: syncs asked for early come faster than the
+/// interval, and a count since the last one would shrink the lease each
+/// time and so ask for ever more syncs.
+fn wanted(bucket: &Bucket, interval: Duration) -> i64 {
+    let (per_interval, floor) = match bucket.lease {
+        Some(lease) => {
+            let elapsed = lease.taken_at.elapsed().max(Duration::from_millis(1));
+            let rate = bucket.since_sync as f64 * interval.as_secs_f64() / elapsed.as_secs_f64();
+            // Within an interval of the last lease, too few requests
+            // to tell a rate: ask for no less than it gave.
+            let floor = if elapsed < interval { lease.granted } else { 0 };
+            (rate, floor)
+        }
+        // No history: the limit's own pace over an interval.
+        None => (
+            bucket.limit.map_or(0.0, |limit| {
+                f64::from(limit) * interval.as_secs_f64() / WINDOW_SECS as f64
+            }),
+            0,
+        ),
+    };
+    let wanted = 2.0 * (per_interval + bucket.waiting as f64);
+    (wanted.ceil() as i64)
+        .max(i64::try_from(floor).unwrap_or(i64::MAX))
+        .max(MIN_LEASE)
+}
+
 /// What a sync tells about one bucket.
 struct Synced {
     /// The other instances' requests in the sync's window and the one before.
@@ -245,10 +281,10 @@ async fn run(
         .collect();
     let window_start: DateTime<Utc> = DateTime::from_timestamp(at.window * WINDOW_SECS, 0)
         .ok_or_else(|| DbError::Other("the clock is out of range".to_owned()))?;
-    let lease_life = (limiter.settings.sync_interval * 2).as_secs_f64();
+    let lease_life = (super::LEASE_LIFE + limiter.settings.sync_interval).as_secs_f64();
     let mut client = limiter.db.client().await?;
     let tx = client.transaction().await?;
-    tx.execute(LOCK, &[&key_hashes, &buckets]).await?;
+    tx.execute(LOCK, &[&key_hashes]).await?;
     let rows = tx
         .query(
             SYNC,
