@@ -19,6 +19,9 @@ CREATE TABLE IF NOT EXISTS rate_limit_counts (
     -- the others count it as taken, so leases never add up to more than
     -- what is left.
     leased BIGINT NOT NULL DEFAULT 0 CHECK (leased >= 0),
+    -- When this instance last synced: a lease lapses two sync intervals
+    -- later (its holder stops using it before).
+    synced_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (api_key_hash, bucket, window_start, instance_id)
 );
 -- Old windows are swept by age.

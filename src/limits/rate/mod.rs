@@ -3,16 +3,15 @@
 //! instance of the service.
 //!
 //! Each instance decides alone, from what it knew at its last sync plus
-//! what it admitted since: no request waits for the database. Every
-//! `RATE_LIMIT_SYNC_MS` an instance adds its counts to `rate_limit_counts`
-//! and reads the other instances' (`sync`). Between two syncs it admits at
-//! most its share of what was left, `(limit - count) / k` and at least 1,
-//! where `k` counts the instances serving that caller; a request beyond
-//! its instance's share waits for the next sync (about one interval)
-//! rather than being refused. So however many instances serve a caller,
-//! they admit about their limit, plus at most one request per instance
-//! per sync interval while the instances learn of each other (README,
-//! "Rate limits").
+//! what it admitted since: no request of an active caller waits for the
+//! database. Every `RATE_LIMIT_SYNC_MS`, and at once when a request needs
+//! it, an instance syncs (`sync`): in turn with the other instances, it
+//! adds its counts to `rate_limit_counts`, reads theirs and the leases
+//! they hold, and takes a lease of its own, an equal share of what is left
+//! among the instances serving that caller. It admits at most its lease
+//! until the next sync. As leases are taken in turn and never add up to
+//! more than what is left, however many instances serve a caller they
+//! admit at most its limit (README, "Rate limits").
 
 mod headers;
 pub mod sources;
@@ -22,6 +21,8 @@ mod window;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
@@ -37,6 +38,9 @@ use crate::settings::{PerMinute, RateLimits};
 /// Buckets one instance keeps (about 200 bytes each); beyond it the idle
 /// ones go first.
 const CAPACITY: usize = 100_000;
+/// How long a lease may be used without being renewed. Leases follow
+/// demand, so what an idle instance holds back meanwhile is small.
+const LEASE_LIFE: Duration = Duration::from_secs(10);
 /// Rounds of sync a request beyond its instance's share waits for.
 const MAX_SYNC_WAITS: usize = 3;
 
@@ -111,6 +115,15 @@ impl Scope {
     }
 }
 
+/// A part of a caller's limit this instance may admit without asking:
+/// the others count it as taken while it holds.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    granted: u64,
+    window: i64,
+    taken_at: Instant,
+}
+
 /// One caller's requests as this instance knows them.
 #[derive(Debug)]
 struct Bucket {
@@ -122,13 +135,15 @@ struct Bucket {
     others: Counts,
     /// Admitted here and not yet added to the database.
     unsynced: u64,
-    /// Admitted here since the last sync, and how many this instance may
-    /// admit before the next.
+    /// Admitted here since the lease was taken.
     since_sync: u64,
-    allowance: u64,
-    /// The window the lease was taken in: the others count it as taken
-    /// only within that window, so in the next one it no longer holds.
-    lease_window: i64,
+    /// What this instance may admit until its next sync.
+    lease: Option<Lease>,
+    /// Requests waiting for a sync to get a lease: the next one asks for
+    /// room for them.
+    waiting: u64,
+    /// The window whose first request was admitted without a lease.
+    on_trust: i64,
     /// Whether a sync since this bucket was last used has read the others.
     fresh: bool,
     /// The window of the last request, to forget idle buckets.
@@ -147,21 +162,24 @@ impl Bucket {
             others: empty,
             unsynced: 0,
             since_sync: 0,
-            // Until the others are known, one request at a time.
-            allowance: 1,
-            lease_window: at.window,
+            // Nothing until a sync has taken a lease.
+            lease: None,
+            waiting: 0,
+            on_trust: i64::MIN,
             fresh: false,
             last_used: at.window,
         }
     }
 
-    /// What this instance may admit between two syncs at `at`.
-    fn lease(&self, at: Moment) -> u64 {
-        if self.lease_window == at.window {
-            self.allowance
-        } else {
-            1
-        }
+    /// The lease, while it holds: within the window it was taken in, and
+    /// for [`LEASE_LIFE`] after the sync that took it began (the others
+    /// count it a sync interval longer, by the database's clock). Syncs
+    /// renew the leases of callers still active every interval; a caller
+    /// who pauses for less than the life finds its lease still there.
+    fn lease(&self, at: Moment) -> Option<u64> {
+        self.lease
+            .filter(|l| l.window == at.window && l.taken_at.elapsed() < LEASE_LIFE)
+            .map(|l| l.granted)
     }
 
     fn roll(&mut self, at: Moment) {
@@ -220,7 +238,8 @@ pub enum Refusal {
 }
 
 enum Verdict {
-    Admit(Standings),
+    /// Admitted; `true`: on trust, so a sync should take a lease soon.
+    Admit(Standings, bool),
     Refuse(Refusal),
     /// Within the limit, beyond this instance's lease: a sync may give
     /// more; if none does, the refusal.
@@ -269,15 +288,22 @@ impl RateLimiter {
         let mut synced = self.synced.subscribe();
         for wait in 0..=MAX_SYNC_WAITS {
             match self.decide(&key_hash, &scopes, Moment::now()) {
-                Verdict::Admit(standings) => return Ok(standings),
+                Verdict::Admit(standings, on_trust) => {
+                    if on_trust {
+                        self.wanted.notify_one();
+                    }
+                    return Ok(standings);
+                }
                 Verdict::Refuse(refusal) => return Err(refusal),
                 Verdict::WaitForSync(refusal) if wait == MAX_SYNC_WAITS => return Err(refusal),
                 Verdict::WaitForSync(_) => {
                     synced.borrow_and_update();
+                    self.count_waiting(&key_hash, &scopes, true);
                     self.wanted.notify_one();
                     // A sync that fails (the database is out of reach)
                     // gives no room: say so rather than wait for more.
                     let done = tokio::time::timeout(self.max_wait, synced.changed()).await;
+                    self.count_waiting(&key_hash, &scopes, false);
                     if !matches!(done, Ok(Ok(()))) || !*synced.borrow_and_update() {
                         return Err(Refusal::Unsynced);
                     }
@@ -308,6 +334,23 @@ impl RateLimiter {
             scopes.clear();
         }
         scopes
+    }
+
+    fn count_waiting(&self, key_hash: &Arc<str>, scopes: &[Scope], start: bool) {
+        let mut buckets = self.buckets.lock().expect("rate buckets");
+        for &scope in scopes {
+            let key = BucketKey {
+                api_key_hash: key_hash.clone(),
+                scope,
+            };
+            if let Some(bucket) = buckets.get_mut(&key) {
+                bucket.waiting = if start {
+                    bucket.waiting + 1
+                } else {
+                    bucket.waiting.saturating_sub(1)
+                };
+            }
+        }
     }
 
     /// Admits the request in every scope, or in none.
@@ -341,14 +384,29 @@ impl RateLimiter {
                     standings,
                 });
             }
-            if bucket.since_sync >= bucket.lease(at) {
-                wait = Some(scope.policy());
+            match bucket.lease(at) {
+                Some(0) => {
+                    // What is left is leased to other instances: refused
+                    // until a sync finds some of it given back.
+                    standings.push(bucket.standing(scope, limit, at));
+                    return Verdict::Refuse(Refusal::ShareUsedUp {
+                        policy: scope.policy(),
+                        standings,
+                    });
+                }
+                Some(granted) if bucket.since_sync < granted => {}
+                // The first request of a minute, before any lease of
+                // that minute: admitted on trust, once (README's bound).
+                None if bucket.on_trust != at.window
+                    && bucket.lease.is_none_or(|l| l.window != at.window) => {}
+                _ => wait = Some(scope.policy()),
             }
             standings.push(bucket.standing(scope, limit, at));
         }
         if let Some(policy) = wait {
             return Verdict::WaitForSync(Refusal::ShareUsedUp { policy, standings });
         }
+        let mut on_trust = false;
         for &scope in scopes {
             let key = BucketKey {
                 api_key_hash: key_hash.clone(),
@@ -356,6 +414,10 @@ impl RateLimiter {
             };
             let bucket = buckets.get_mut(&key).expect("inserted above");
             if bucket.limit.is_some() {
+                if bucket.lease(at).is_none() {
+                    bucket.on_trust = at.window;
+                    on_trust = true;
+                }
                 bucket.mine.current += 1;
                 bucket.unsynced += 1;
                 bucket.since_sync += 1;
@@ -364,7 +426,7 @@ impl RateLimiter {
         for standing in standings.iter_mut() {
             standing.remaining = standing.remaining.saturating_sub(1);
         }
-        Verdict::Admit(standings)
+        Verdict::Admit(standings, on_trust)
     }
 }
 

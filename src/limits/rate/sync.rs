@@ -4,41 +4,49 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::window::{Counts, Moment, WINDOW_SECS};
-use super::{BucketKey, RateLimiter};
+use super::{Bucket, BucketKey, Lease, RateLimiter};
 use crate::db::DbError;
 
 /// For each bucket this instance counted (`$2`..`$6`: key hash, bucket,
 /// requests to add, its own sliding-minute count, the setting's limit with
 /// 0 for none, the field of `settings.rate_limits` that overrides it):
 /// reads the other instances' counts in window `$7` and the one before
-/// (`$8`: how much of `$7` has passed), the leases they hold, and how many
-/// they are; decides this instance's lease (what it may admit before its
-/// next sync): an equal share of what is left, at least 1; and adds its
+/// (`$8`: how much of `$7` has passed), the leases they hold and how many
+/// they are (of those that synced within `$11` seconds: a lease lapses
+/// then, a sync interval after its holder stops using it);
+/// decides this instance's lease (what it may admit before its
+/// next sync): what it wants (`$12`), at most an equal share of what is
+/// left (at least 1 while anything is, 0 once nothing is); and adds its
 /// requests and its lease to its own row. An instance only writes its own
 /// rows (`$1`), so instances never wait for each other. `$9`: also sweep
 /// windows that no longer count.
 const SYNC: &str = "
 WITH mine AS (
     SELECT * FROM unnest($2::varchar[], $3::varchar[], $4::bigint[], $5::float8[],
-                         $6::bigint[], $10::varchar[])
-        AS m (api_key_hash, bucket, requests, counted, setting, override_field)
+                         $6::bigint[], $10::varchar[], $12::bigint[])
+        AS m (api_key_hash, bucket, requests, counted, setting, override_field, wanted)
 ), others AS (
     SELECT m.api_key_hash, m.bucket,
            coalesce(sum(c.requests) FILTER (WHERE c.window_start = $7), 0)::bigint AS current,
            coalesce(sum(c.requests) FILTER (WHERE c.window_start < $7), 0)::bigint AS previous,
-           coalesce(sum(c.leased) FILTER (WHERE c.window_start = $7), 0)::bigint AS leased,
-           count(DISTINCT c.instance_id) AS instances
+           coalesce(sum(c.leased) FILTER (WHERE c.window_start = $7 AND c.live), 0)::bigint
+               AS leased,
+           count(DISTINCT c.instance_id) FILTER (WHERE c.live) AS instances
     FROM mine m
-    LEFT JOIN rate_limit_counts c
-           ON c.api_key_hash = m.api_key_hash AND c.bucket = m.bucket
-          AND c.window_start >= $7::timestamptz - interval '1 minute'
-          AND c.window_start <= $7
-          AND c.instance_id <> $1
+    LEFT JOIN LATERAL (
+        SELECT *, synced_at > now() - make_interval(secs => $11) AS live
+        FROM rate_limit_counts
+        WHERE api_key_hash = m.api_key_hash AND bucket = m.bucket
+          AND window_start >= $7::timestamptz - interval '1 minute'
+          AND window_start <= $7
+          AND instance_id <> $1
+    ) AS c ON true
     GROUP BY m.api_key_hash, m.bucket
 ), limited AS (
     SELECT m.*, o.current, o.previous, o.leased, o.instances,
@@ -52,22 +60,42 @@ WITH mine AS (
 ), decided AS (
     SELECT l.*,
            CASE WHEN l.rate_limit = 0 THEN NULL
-                ELSE greatest(1, floor(
-                    (l.rate_limit - l.counted - l.previous * (1 - $8::float8) - l.current - l.leased)
-                    / (l.instances + 1)))::bigint
+                WHEN l.left_over >= 1
+                    THEN least(l.wanted, greatest(1, floor(l.left_over / (l.instances + 1))))::bigint
+                ELSE 0
            END AS lease
-    FROM limited l
+    FROM (SELECT *, rate_limit - counted - previous * (1 - $8::float8) - current - leased
+                    AS left_over
+          FROM limited) AS l
 ), added AS (
     INSERT INTO rate_limit_counts AS c
-        (api_key_hash, bucket, window_start, instance_id, requests, leased)
-    SELECT api_key_hash, bucket, $7, $1, requests, coalesce(lease, 0) FROM decided
+        (api_key_hash, bucket, window_start, instance_id, requests, leased, synced_at)
+    SELECT api_key_hash, bucket, $7, $1, requests, coalesce(lease, 0), now() FROM decided
     ON CONFLICT (api_key_hash, bucket, window_start, instance_id)
-    DO UPDATE SET requests = c.requests + excluded.requests, leased = excluded.leased
+    DO UPDATE SET requests = c.requests + excluded.requests, leased = excluded.leased,
+                  synced_at = excluded.synced_at
 ), swept AS (
     DELETE FROM rate_limit_counts
     WHERE $9 AND window_start < $7::timestamptz - interval '2 minutes'
 )
 SELECT api_key_hash, bucket, current, previous, rate_limit, lease FROM decided";
+
+/// Takes, in one order, a transaction-level lock per application of the
+/// sync (`$1`: key hashes), so that instances take their leases of an
+/// application's buckets one after the other: each sees the leases taken
+/// before its own, and together they never lease more than what is left.
+/// Per application rather than per bucket, so that a sync holds a few
+/// locks, not one per user. (A transaction lock: PgBouncer's transaction
+/// pooling keeps it.)
+const LOCK: &str = "
+SELECT pg_advisory_xact_lock(h) FROM (
+    SELECT DISTINCT hashtextextended(api_key_hash, 0) AS h
+    FROM unnest($1::varchar[]) AS m (api_key_hash)
+    ORDER BY h
+) AS locks";
+
+/// The smallest lease asked for.
+const MIN_LEASE: i64 = 4;
 
 /// How often windows that no longer count are swept, at most.
 const SWEEP_EVERY_SECS: u64 = 60;
@@ -78,12 +106,16 @@ pub(super) fn start(limiter: Arc<RateLimiter>) {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_sweep: Option<Instant> = None;
         loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                () = limiter.wanted.notified() => {}
-            }
+            // Every interval, the buckets used since their last sync;
+            // asked for early, only those with requests waiting or without
+            // a lease, so that early syncs do not re-lease (and shrink)
+            // everybody's leases.
+            let only_waiting = tokio::select! {
+                _ = ticks.tick() => false,
+                () = limiter.wanted.notified() => true,
+            };
             let sweep = last_sweep.is_none_or(|at| at.elapsed().as_secs() >= SWEEP_EVERY_SECS);
-            let ok = match sync_once(&limiter, sweep).await {
+            let ok = match sync_once(&limiter, sweep, only_waiting).await {
                 Ok(synced) => {
                     if synced && sweep {
                         last_sweep = Some(Instant::now());
@@ -107,17 +139,25 @@ struct Flush {
     since_sync: u64,
     counted: f64,
     setting: i64,
+    /// The lease to ask for (see [`wanted`]): it follows demand, so a
+    /// burst waits for one sync, not one per doubling, and an instance
+    /// holds back little of the limit from the others.
+    wanted: i64,
 }
 
 /// Syncs the buckets used since the last sync; `Ok(false)` when there
 /// was nothing to do.
-async fn sync_once(limiter: &RateLimiter, sweep: bool) -> Result<bool, DbError> {
-    let at = Moment::now();
+async fn sync_once(
+    limiter: &RateLimiter,
+    sweep: bool,
+    only_waiting: bool,
+) -> Result<bool, DbError> {
+    let (at, started) = (Moment::now(), Instant::now());
     let flushes: Vec<Flush> = {
         let mut buckets = limiter.buckets.lock().expect("rate buckets");
         buckets
             .iter_mut()
-            .filter(|(_, b)| !b.fresh)
+            .filter(|(_, b)| !b.fresh && (!only_waiting || b.waiting > 0 || b.lease(at).is_none()))
             .map(|(key, b)| {
                 b.roll(at);
                 // A request from now on makes it due again.
@@ -127,6 +167,7 @@ async fn sync_once(limiter: &RateLimiter, sweep: bool) -> Result<bool, DbError> 
                     requests: b.unsynced,
                     since_sync: b.since_sync,
                     counted: b.mine.estimate(at),
+                    wanted: wanted(b, limiter.settings.sync_interval),
                     setting: key
                         .scope
                         .default_limit(&limiter.settings)
@@ -170,10 +211,42 @@ async fn sync_once(limiter: &RateLimiter, sweep: bool) -> Result<bool, DbError> 
         b.roll(now);
         b.limit = row.limit;
         b.since_sync = b.since_sync.saturating_sub(flush.since_sync);
-        b.allowance = row.lease;
-        b.lease_window = at.window;
+        b.lease = Some(Lease {
+            granted: row.lease,
+            window: at.window,
+            taken_at: started,
+        });
     }
     Ok(true)
+}
+
+/// The lease to ask for: twice what the bucket's rate since its last lease
+/// would let in over a sync interval, plus room for the requests waiting.
+/// A rate, not a count: syncs asked for early come faster than the
+/// interval, and a count since the last one would shrink the lease each
+/// time and so ask for ever more syncs.
+fn wanted(bucket: &Bucket, interval: Duration) -> i64 {
+    let (per_interval, floor) = match bucket.lease {
+        Some(lease) => {
+            let elapsed = lease.taken_at.elapsed().max(Duration::from_millis(1));
+            let rate = bucket.since_sync as f64 * interval.as_secs_f64() / elapsed.as_secs_f64();
+            // Within an interval of the last lease, too few requests
+            // to tell a rate: ask for no less than it gave.
+            let floor = if elapsed < interval { lease.granted } else { 0 };
+            (rate, floor)
+        }
+        // No history: the limit's own pace over an interval.
+        None => (
+            bucket.limit.map_or(0.0, |limit| {
+                f64::from(limit) * interval.as_secs_f64() / WINDOW_SECS as f64
+            }),
+            0,
+        ),
+    };
+    let wanted = 2.0 * (per_interval + bucket.waiting as f64);
+    (wanted.ceil() as i64)
+        .max(i64::try_from(floor).unwrap_or(i64::MAX))
+        .max(MIN_LEASE)
 }
 
 /// What a sync tells about one bucket.
@@ -200,6 +273,7 @@ async fn run(
         .map(|f| i64::try_from(f.requests).unwrap_or(i64::MAX))
         .collect();
     let counted: Vec<f64> = flushes.iter().map(|f| f.counted).collect();
+    let wanted: Vec<i64> = flushes.iter().map(|f| f.wanted).collect();
     let settings: Vec<i64> = flushes.iter().map(|f| f.setting).collect();
     let fields: Vec<&str> = flushes
         .iter()
@@ -207,8 +281,11 @@ async fn run(
         .collect();
     let window_start: DateTime<Utc> = DateTime::from_timestamp(at.window * WINDOW_SECS, 0)
         .ok_or_else(|| DbError::Other("the clock is out of range".to_owned()))?;
-    let client = limiter.db.client().await?;
-    let rows = client
+    let lease_life = (super::LEASE_LIFE + limiter.settings.sync_interval).as_secs_f64();
+    let mut client = limiter.db.client().await?;
+    let tx = client.transaction().await?;
+    tx.execute(LOCK, &[&key_hashes]).await?;
+    let rows = tx
         .query(
             SYNC,
             &[
@@ -222,9 +299,12 @@ async fn run(
                 &at.elapsed,
                 &sweep,
                 &fields,
+                &lease_life,
+                &wanted,
             ],
         )
         .await?;
+    tx.commit().await?;
     Ok(rows
         .iter()
         .map(|row| {
