@@ -65,8 +65,8 @@ pub(crate) use with_caller;
 /// by updating it, and the last-owner trigger (migration V7) locks it too.
 /// Without one order, an append and a demotion could deadlock. The lock
 /// also orders these changes after a feed's registration for the session's
-/// events (which locks the row FOR SHARE, migration V19), or the
-/// registration after them.
+/// events (which updates the row, migration V19), or the registration
+/// after them.
 macro_rules! with_caller_locking_session {
     ($($rest:expr),+ $(,)?) => {
         concat!(

@@ -225,9 +225,9 @@ pub async fn state(
 /// Registers feed `feed_id` of `instance` as following `session_id` (its
 /// appends and changes notify from now on, migration V19) until
 /// `ttl_seconds` from now, and returns the session's last `seq` (0 if it
-/// has none, or does not exist). The session's row is locked FOR SHARE:
-/// appends in flight commit first and are counted; later ones see the
-/// registration.
+/// has none, or does not exist). The session's row is updated (its
+/// `watched_until` raised): appends in flight commit first and are
+/// counted; later ones work on the version written here, and notify.
 pub async fn watch(
     client: &impl GenericClient,
     session_id: Uuid,
@@ -237,14 +237,17 @@ pub async fn watch(
 ) -> Result<i32, DbError> {
     let stmt = client
         .prepare_cached(
-            "WITH locked AS (
-                 SELECT session_id, message_count FROM sessions WHERE session_id = $1 FOR SHARE
+            "WITH raised AS (
+                 UPDATE sessions
+                 SET watched_until = GREATEST(watched_until, now() + make_interval(secs => $4))
+                 WHERE session_id = $1
+                 RETURNING session_id, message_count
              ), watched AS (
                  INSERT INTO watched_sessions (feed_id, session_id, instance_id, expires_at)
-                 SELECT $2, session_id, $3, now() + make_interval(secs => $4) FROM locked
+                 SELECT $2, session_id, $3, now() + make_interval(secs => $4) FROM raised
                  ON CONFLICT (feed_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
              )
-             SELECT COALESCE((SELECT message_count FROM locked), 0)",
+             SELECT COALESCE((SELECT message_count FROM raised), 0)",
         )
         .await?;
     Ok(client
@@ -253,7 +256,8 @@ pub async fn watch(
         .get(0))
 }
 
-/// The feed is gone: its session no longer notifies for it.
+/// The feed is gone. Its session keeps notifying until the time it was
+/// registered for (`watched_until` is only raised, migration V19).
 pub async fn unwatch(client: &impl GenericClient, feed_id: Uuid) -> Result<(), DbError> {
     let stmt = client
         .prepare_cached("DELETE FROM watched_sessions WHERE feed_id = $1")
@@ -263,7 +267,8 @@ pub async fn unwatch(client: &impl GenericClient, feed_id: Uuid) -> Result<(), D
 }
 
 /// Extends the registrations of `instance` that have more than
-/// `margin_seconds` left to `ttl_seconds` from now, and returns their
+/// `margin_seconds` left to `ttl_seconds` from now (and their sessions'
+/// `watched_until`, the rows locked in one order), and returns their
 /// feeds. A registration not among them may have lapsed (appends may have
 /// skipped their notifications): [`rewatch`] it, then read what is new.
 pub async fn renew_watches(
@@ -274,9 +279,22 @@ pub async fn renew_watches(
 ) -> Result<Vec<Uuid>, DbError> {
     let stmt = client
         .prepare_cached(
-            "UPDATE watched_sessions SET expires_at = now() + make_interval(secs => $2)
-             WHERE instance_id = $1 AND expires_at > now() + make_interval(secs => $3)
-             RETURNING feed_id",
+            "WITH renewed AS (
+                 UPDATE watched_sessions SET expires_at = now() + make_interval(secs => $2)
+                 WHERE instance_id = $1 AND expires_at > now() + make_interval(secs => $3)
+                 RETURNING feed_id, session_id
+             ), locked AS MATERIALIZED (
+                 SELECT session_id FROM sessions
+                 WHERE session_id IN (SELECT session_id FROM renewed)
+                 ORDER BY session_id FOR NO KEY UPDATE
+             ), raised AS (
+                 UPDATE sessions s SET watched_until = now() + make_interval(secs => $2)
+                 FROM locked
+                 WHERE s.session_id = locked.session_id
+                   AND (s.watched_until IS NULL
+                        OR s.watched_until < now() + make_interval(secs => $2))
+             )
+             SELECT feed_id FROM renewed",
         )
         .await?;
     Ok(client
@@ -289,9 +307,9 @@ pub async fn renew_watches(
 
 /// Registers again feeds of `instance` (`feeds[i]` following
 /// `sessions[i]`) whose registrations may have lapsed, like [`watch`]:
-/// their sessions' rows are locked FOR SHARE (in one order), so an append
-/// that did not see the registration has committed when this returns, and
-/// a read after it finds the message.
+/// their sessions' rows are updated (locked in one order first), so an
+/// append that did not see the registration has committed when this
+/// returns, and a read after it finds the message.
 pub async fn rewatch(
     client: &impl GenericClient,
     instance: Uuid,
@@ -306,11 +324,17 @@ pub async fn rewatch(
              ), locked AS MATERIALIZED (
                  SELECT session_id FROM sessions
                  WHERE session_id IN (SELECT session_id FROM feeds)
-                 ORDER BY session_id FOR SHARE
+                 ORDER BY session_id FOR NO KEY UPDATE
+             ), raised AS (
+                 UPDATE sessions s
+                 SET watched_until = GREATEST(s.watched_until, now() + make_interval(secs => $4))
+                 FROM locked
+                 WHERE s.session_id = locked.session_id
+                 RETURNING s.session_id
              )
              INSERT INTO watched_sessions (feed_id, session_id, instance_id, expires_at)
              SELECT feeds.feed_id, feeds.session_id, $1, now() + make_interval(secs => $4)
-             FROM feeds JOIN locked USING (session_id)
+             FROM feeds JOIN raised USING (session_id)
              ON CONFLICT (feed_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
         )
         .await?;

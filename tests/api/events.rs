@@ -826,7 +826,8 @@ async fn watches(db: &tokio_postgres::Client, session_id: &str) -> Vec<(Uuid, f6
 
 /// Only sessions that someone follows notify (migration V19): a feed
 /// registers its session when it starts, renews the registration while it
-/// lives and removes it when it ends; the sweep deletes expired ones.
+/// lives and removes it when it ends (the session notifies until the time
+/// it was registered for); the sweep deletes expired registrations.
 #[tokio::test]
 async fn a_session_notifies_while_a_feed_follows_it_and_not_after() {
     let app = spawn_app_with(&[
@@ -867,13 +868,22 @@ async fn a_session_notifies_while_a_feed_follows_it_and_not_after() {
         watches(&db, &f.session_id).await.is_empty()
     })
     .await;
-    // Nobody follows it now: its appends notify nothing either.
-    append(&app, &f.key, f.owner, &f.session_id, 1).await;
-    db.batch_execute(&format!(
-        "INSERT INTO watched_sessions VALUES (gen_random_uuid(), '{}', gen_random_uuid(), now() + interval '1 hour');
-         INSERT INTO watched_sessions VALUES (gen_random_uuid(), '{}', gen_random_uuid(), now() - interval '1 second')",
-        unwatched, f.session_id
-    ))
+    wait_for("the session's registered time is over", || async {
+        db.query_one(
+            "SELECT watched_until < now() FROM sessions WHERE session_id = $1::text::uuid",
+            &[&f.session_id],
+        )
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    })
+    .await;
+    // Nobody follows it now: its appends notify nothing.
+    db.execute(
+        "UPDATE sessions SET watched_until = now() + interval '1 hour'
+         WHERE session_id = $1::text::uuid",
+        &[&unwatched],
+    )
     .await
     .unwrap();
     append(&app, &f.key, f.owner, &f.session_id, 1).await;
@@ -882,8 +892,15 @@ async fn a_session_notifies_while_a_feed_follows_it_and_not_after() {
     assert_eq!(
         heard,
         json!({"k": "m", "s": unwatched, "q": 2}),
-        "only a live registration notifies"
+        "only a session registered until later notifies"
     );
+    db.batch_execute(&format!(
+        "INSERT INTO watched_sessions VALUES (gen_random_uuid(), '{}', gen_random_uuid(), now() + interval '1 hour');
+         INSERT INTO watched_sessions VALUES (gen_random_uuid(), '{}', gen_random_uuid(), now() - interval '1 second')",
+        unwatched, f.session_id
+    ))
+    .await
+    .unwrap();
     wait_for("the sweep deletes the expired registration", || async {
         watches(&db, &f.session_id).await.is_empty()
     })
@@ -904,7 +921,11 @@ async fn a_lapsed_registration_is_made_again_and_its_stream_catches_up() {
     stream.expect("snapshot").await;
     let registered = watches(&db, &f.session_id).await;
     db.execute(
-        "UPDATE watched_sessions SET expires_at = now() - interval '1 second'
+        "WITH lapsed AS (
+             UPDATE watched_sessions SET expires_at = now() - interval '1 second'
+             WHERE session_id = $1::text::uuid
+         )
+         UPDATE sessions SET watched_until = now() - interval '1 second'
          WHERE session_id = $1::text::uuid",
         &[&f.session_id],
     )
