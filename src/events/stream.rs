@@ -127,7 +127,9 @@ impl Live {
         }
         loop {
             if (self.recheck || self.behind) && Instant::now() >= self.retry_at {
-                match self.read().await {
+                // Boxed: a read's future is kilobytes, and inline it would
+                // be part of every idle stream's state (docs/benchmarks.md).
+                match Box::pin(self.read()).await {
                     Ok(Some(frame)) => return Some(frame),
                     Ok(None) => continue,
                     Err(e) => {
