@@ -221,12 +221,19 @@ async fn sync_once(
 }
 
 /// The lease to ask for: twice what the bucket's rate since its last lease
-/// would let in over a sync interval, plus room for the requests waiting.
+/// would let in over a sync interval, plus room for the requests waiting,
+/// and never less than the limit's own pace over an interval.
 /// A rate, not a count: syncs asked for early come faster than the
 /// interval, and a count since the last one would shrink the lease each
-/// time and so ask for ever more syncs.
+/// time and so ask for ever more syncs. The pace: a caller well within its
+/// limit sent 3 requests in one second and 9 in the next (a rate that
+/// small wobbles by itself), and without it would wait for a sync; near
+/// the limit, the equal share of what is left caps the lease anyway.
 fn wanted(bucket: &Bucket, interval: Duration) -> i64 {
-    let (per_interval, floor) = match bucket.lease {
+    let pace = bucket.limit.map_or(0.0, |limit| {
+        f64::from(limit) * interval.as_secs_f64() / WINDOW_SECS as f64
+    });
+    let (rate, floor) = match bucket.lease {
         Some(lease) => {
             let elapsed = lease.taken_at.elapsed().max(Duration::from_millis(1));
             let rate = bucket.since_sync as f64 * interval.as_secs_f64() / elapsed.as_secs_f64();
@@ -235,15 +242,9 @@ fn wanted(bucket: &Bucket, interval: Duration) -> i64 {
             let floor = if elapsed < interval { lease.granted } else { 0 };
             (rate, floor)
         }
-        // No history: the limit's own pace over an interval.
-        None => (
-            bucket.limit.map_or(0.0, |limit| {
-                f64::from(limit) * interval.as_secs_f64() / WINDOW_SECS as f64
-            }),
-            0,
-        ),
+        None => (0.0, 0),
     };
-    let wanted = 2.0 * (per_interval + bucket.waiting as f64);
+    let wanted = (2.0 * (rate + bucket.waiting as f64)).max(pace);
     (wanted.ceil() as i64)
         .max(i64::try_from(floor).unwrap_or(i64::MAX))
         .max(MIN_LEASE)
@@ -322,4 +323,41 @@ async fn run(
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket_with(limit: u32, since_sync: u64, lease_age: Duration) -> Bucket {
+        let at = Moment::now();
+        let mut bucket = Bucket::new(Some(limit), at);
+        bucket.lease = Some(Lease {
+            granted: 4,
+            window: at.window,
+            taken_at: Instant::now() - lease_age,
+        });
+        bucket.since_sync = since_sync;
+        bucket
+    }
+
+    #[test]
+    fn a_lease_follows_the_callers_rate() {
+        // 100 requests in the last second: room for twice that.
+        let busy = bucket_with(6_000, 100, Duration::from_secs(1));
+        let wanted = wanted(&busy, Duration::from_secs(1));
+        assert!((190..=210).contains(&wanted), "{wanted}");
+    }
+
+    #[test]
+    fn a_slow_caller_still_gets_its_limits_pace() {
+        // 2 requests in the last second of a caller allowed 600 a minute:
+        // its lease still holds 10 (the limit's pace over the interval), so
+        // a few more next second do not make it wait for a sync.
+        let slow = bucket_with(600, 2, Duration::from_secs(1));
+        assert_eq!(wanted(&slow, Duration::from_secs(1)), 10);
+        // And a new caller starts at the pace.
+        let new = Bucket::new(Some(600), Moment::now());
+        assert_eq!(wanted(&new, Duration::from_secs(1)), 10);
+    }
 }
