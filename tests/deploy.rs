@@ -206,7 +206,10 @@ impl PgBouncerStandIn {
     }
 }
 
-#[tokio::test]
+// Two workers: deploy.sh runs (its smoke test included) while the test's
+// thread waits for it, and the PgBouncer stand-in and the IdP must go on
+// serving meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
     let server = OwnServer::start(true);
     azure_like_postgres(&server).await;
