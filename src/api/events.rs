@@ -19,7 +19,7 @@ use crate::auth::{API_KEY_HEADER, UserCaller};
 use crate::db::Guarded;
 use crate::db::events::{self as statements, Opened, TicketOpened};
 use crate::error::{ApiError, Problem};
-use crate::events::payloads::{EventData, SessionWithRole, Snapshot};
+use crate::events::payloads::{SessionWithRole, Snapshot, StreamEvent};
 use crate::events::stream::{self, Held, Opening};
 use crate::events::{sse, tickets};
 use crate::limits::pool_share;
@@ -113,8 +113,8 @@ impl FromRequestParts<AppState> for StreamCaller {
     ),
     responses(
         (status = 200, description = "The session's events, until an `end` event; \
-                                      each event's data is one of these objects",
-         content_type = "text/event-stream", body = EventData),
+                                      each event's `data` is one `EventData` object",
+         content_type = "text/event-stream", body = StreamEvent),
         CallerProblems, TargetProblems, (status = 422, response = Problem),
     ),
     security(("api_key" = [], "bearer" = []), ()),

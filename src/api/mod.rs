@@ -37,7 +37,7 @@ use crate::state::AppState;
     ),
     servers((url = "/", description = "This service: every path starts with /api")),
     modifiers(&SecuritySchemes, &ProblemSchemaByName),
-    components(schemas(Problem), responses(Problem)),
+    components(schemas(Problem, crate::events::payloads::EventData), responses(Problem)),
     security(("api_key" = [], "bearer" = [])),
 )]
 struct ApiDoc;

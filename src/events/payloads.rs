@@ -71,6 +71,33 @@ impl EndReason {
     }
 }
 
+/// One event of a stream as `text/event-stream` carries it (the item a
+/// client's SSE parser yields): its name, a `message`'s `seq` as its id,
+/// and its data, an `EventData` object as JSON text.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StreamEvent {
+    /// `snapshot`, `message`, `session`, `participants` or `end`.
+    event: String,
+    /// A `message`'s `seq`; what `Last-Event-ID` sends back.
+    id: Option<String>,
+    #[schema(schema_with = event_data_json)]
+    data: String,
+    /// Milliseconds to wait before reconnecting (before an `end` that
+    /// invites it).
+    retry: Option<u64>,
+}
+
+/// `data`: a string whose content is an [`EventData`] object as JSON.
+fn event_data_json() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some("JSON: the `EventData` object of the event's name."))
+        .content_media_type("application/json")
+        .content_schema(Some(utoipa::openapi::Ref::from_schema_name("EventData")))
+        .build()
+}
+
 /// The `data` of the events of a stream, one JSON object on each `data:`
 /// line, by the event's name (for the OpenAPI document: a stream's body is
 /// `text/event-stream`, not JSON).
