@@ -64,8 +64,10 @@ checks=$checks,response_headers_conformance,response_schema_conformance,negative
 run() {
   "$venv/bin/schemathesis" run "$base/api/openapi.json" --checks "$checks" \
     --max-examples "${FUZZ_EXAMPLES:-40}" --seed "${FUZZ_SEED:-20261125}" --workers 1 \
-    --suppress-health-check all --no-color "$@"
+    --suppress-health-check all --no-color --request-timeout 40 "$@"
 }
+# (40 s: a long-poll of list-messages may wait its longest, 30 s, before it
+# answers; streams end by themselves after EVENTS_MAX_STREAM_SECONDS.)
 # Application and user functions with an application key and a user token,
 # then the admin's functions with the admin key.
 run "${auth[@]}" --exclude-path-regex '^/api/applications' 2>&1 | tee target/test-logs/fuzz.log
