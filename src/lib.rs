@@ -1,6 +1,7 @@
 //! Amplifier sessions API: an Azure Functions custom handler over PostgreSQL.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod db;
 pub mod error;

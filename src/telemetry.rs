@@ -17,7 +17,7 @@ use tracing_subscriber::EnvFilter;
 use crate::settings::LogFormat;
 
 /// The header the Functions host sets on each request it passes on.
-const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+pub(crate) const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 /// The most of a caller's text (a header, the method) a log line carries:
 /// the host's invocation ids are GUIDs (36 bytes), and a caller who forges
 /// one of 8,000 bytes must not write 8,000 bytes into the logs per request.
