@@ -179,7 +179,7 @@ def write(path, r):
 {r['rounds']} rounds; on / off is the median of each round's ratio, the
 two runs of a round back to back in alternating order), limits off (`0`)
 against limits on (every
-request counted in three policies and synced every second, at limits
+request counted in three policies and synced as its leases need, at limits
 never reached; after a 2 s warm-up of each).
 
 | function | off (rps) | on (rps) | on / off | target |

@@ -43,6 +43,9 @@ const CAPACITY: usize = 100_000;
 const LEASE_LIFE: Duration = Duration::from_secs(10);
 /// Rounds of sync a request beyond its instance's share waits for.
 const MAX_SYNC_WAITS: usize = 3;
+/// At most this many sync intervals between two syncs of a caller's
+/// counts while it is active.
+const MAX_SYNC_SPACING: u32 = 5;
 
 /// The fields of an application's `settings.rate_limits`, each overriding
 /// one limit for that application (0: unlimited).
@@ -180,6 +183,21 @@ impl Bucket {
         self.lease
             .filter(|l| l.window == at.window && l.taken_at.elapsed() < LEASE_LIFE)
             .map(|l| l.granted)
+    }
+
+    /// Whether the next sync should renew the lease: half of it is used,
+    /// or it was taken [`MAX_SYNC_SPACING`] intervals ago (or half its
+    /// life). A caller well within a generous lease (slower than its
+    /// limit's pace) needs no sync every interval: what it admits is
+    /// within the lease, which the others already count as taken. So the
+    /// background syncs' work follows the callers who need it, not all
+    /// of them.
+    fn lease_running_out(&self, at: Moment, interval: Duration) -> bool {
+        self.lease.is_none_or(|l| {
+            l.window != at.window
+                || self.since_sync * 2 >= l.granted
+                || l.taken_at.elapsed() >= (interval * MAX_SYNC_SPACING).min(LEASE_LIFE / 2)
+        })
     }
 
     fn roll(&mut self, at: Moment) {

@@ -48,15 +48,16 @@ WITH mine AS (
           AND instance_id <> $1
     ) AS c ON true
     GROUP BY m.api_key_hash, m.bucket
-), limited AS (
+), limited AS MATERIALIZED (
     SELECT m.*, o.current, o.previous, o.leased, o.instances,
            coalesce(
-               (SELECT (a.settings -> 'rate_limits' ->> m.override_field)::bigint
-                FROM applications a
-                WHERE a.api_key_hash = m.api_key_hash
-                  AND jsonb_typeof(a.settings -> 'rate_limits' -> m.override_field) = 'number'),
+               CASE WHEN jsonb_typeof(a.settings -> 'rate_limits' -> m.override_field) = 'number'
+                    THEN (a.settings -> 'rate_limits' ->> m.override_field)::bigint
+               END,
                m.setting) AS rate_limit
-    FROM mine m JOIN others o USING (api_key_hash, bucket)
+    FROM mine m
+    JOIN others o USING (api_key_hash, bucket)
+    LEFT JOIN applications a ON a.api_key_hash = m.api_key_hash
 ), decided AS (
     SELECT l.*,
            CASE WHEN l.rate_limit = 0 THEN NULL
@@ -153,11 +154,17 @@ async fn sync_once(
     only_waiting: bool,
 ) -> Result<bool, DbError> {
     let (at, started) = (Moment::now(), Instant::now());
+    let interval = limiter.settings.sync_interval;
     let flushes: Vec<Flush> = {
         let mut buckets = limiter.buckets.lock().expect("rate buckets");
         buckets
             .iter_mut()
-            .filter(|(_, b)| !b.fresh && (!only_waiting || b.waiting > 0 || b.lease(at).is_none()))
+            .filter(|(_, b)| {
+                !b.fresh
+                    && (b.waiting > 0
+                        || b.lease(at).is_none()
+                        || (!only_waiting && b.lease_running_out(at, interval)))
+            })
             .map(|(key, b)| {
                 b.roll(at);
                 // A request from now on makes it due again.
@@ -167,7 +174,7 @@ async fn sync_once(
                     requests: b.unsynced,
                     since_sync: b.since_sync,
                     counted: b.mine.estimate(at),
-                    wanted: wanted(b, limiter.settings.sync_interval),
+                    wanted: wanted(b, interval),
                     setting: key
                         .scope
                         .default_limit(&limiter.settings)
