@@ -45,10 +45,13 @@ pub enum Action {
     ChangeRole,
     /// Remove another participant (anyone may remove themself).
     RemoveParticipant,
+    /// Read the session's audit trail.
+    ReadAuditTrail,
 }
 
 /// The whole rule set. Owners may do everything; editors may read, write
-/// content and add editors or viewers; viewers may only read.
+/// content and add editors or viewers; viewers may only read. Only owners
+/// read the session's audit trail.
 pub fn permits(caller: Role, action: Action) -> bool {
     use Action::*;
     match caller {
@@ -88,12 +91,17 @@ mod tests {
             AddParticipant(Viewer),
             ChangeRole,
             RemoveParticipant,
+            ReadAuditTrail,
         ];
         // Rows: owner, editor, viewer; columns as in `actions`.
         let expected = [
-            [true, true, true, true, true, true, true, true, true],
-            [true, true, true, false, false, true, true, false, false],
-            [true, false, false, false, false, false, false, false, false],
+            [true, true, true, true, true, true, true, true, true, true],
+            [
+                true, true, true, false, false, true, true, false, false, false,
+            ],
+            [
+                true, false, false, false, false, false, false, false, false, false,
+            ],
         ];
         for (caller, row) in Role::ALL.into_iter().zip(expected) {
             for (action, allowed) in actions.into_iter().zip(row) {

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::extract::{JsonBody, PathParams};
 use super::problems::{BodyProblems, CallerProblems, TargetProblems};
 use super::validate::{AppId, AppSettings, Name};
+use crate::audit::InvocationId;
 use crate::auth::{Admin, api_key};
 use crate::db::applications::{self, Application, ApplicationChanges, Taken};
 use crate::error::{ApiError, Problem};
@@ -84,6 +85,7 @@ fn not_found(app_id: &str) -> ApiError {
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
+    invocation: InvocationId,
     JsonBody(body): JsonBody<CreateApplication>,
 ) -> Result<(StatusCode, Json<ApplicationWithKey>), ApiError> {
     let (key, key_hash) = api_key::generate();
@@ -95,6 +97,7 @@ pub async fn create(
         body.app_name.as_str(),
         &key_hash,
         &settings,
+        &invocation,
     )
     .await?
     .map_err(|taken| {
@@ -166,6 +169,7 @@ pub async fn get(
 pub async fn update(
     _: Admin,
     State(state): State<AppState>,
+    invocation: InvocationId,
     PathParams(app_id): PathParams<String>,
     JsonBody(body): JsonBody<UpdateApplication>,
 ) -> Result<Json<Application>, ApiError> {
@@ -181,7 +185,7 @@ pub async fn update(
         is_active: body.is_active,
         settings: settings.as_ref(),
     };
-    let updated = applications::update(&*client, &app_id, &changes)
+    let updated = applications::update(&*client, &app_id, &changes, &invocation)
         .await?
         .ok_or_else(|| not_found(&app_id))?;
     if body.is_active == Some(false) {
@@ -204,11 +208,12 @@ pub async fn update(
 pub async fn rotate_key(
     _: Admin,
     State(state): State<AppState>,
+    invocation: InvocationId,
     PathParams(app_id): PathParams<String>,
 ) -> Result<Json<ApplicationWithKey>, ApiError> {
     let (key, key_hash) = api_key::generate();
     let client = state.db.client().await?;
-    let app = applications::rotate_key(&*client, &app_id, &key_hash)
+    let app = applications::rotate_key(&*client, &app_id, &key_hash, &invocation)
         .await?
         .ok_or_else(|| not_found(&app_id))?;
     state.known_keys.forget_all();
@@ -230,10 +235,11 @@ pub async fn rotate_key(
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,
+    invocation: InvocationId,
     PathParams(app_id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     let client = state.db.client().await?;
-    if applications::delete(&*client, &app_id).await? {
+    if applications::delete(&*client, &app_id, &invocation).await? {
         state.known_keys.forget_all();
         tracing::info!(%app_id, "application deleted");
         Ok(StatusCode::NO_CONTENT)

@@ -15,6 +15,7 @@ use super::cursor;
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::problems::{BodyProblems, CallerProblems, TargetProblems};
 use super::validate::{Name, Tags, Text, YamlText, nullable};
+use crate::audit::InvocationId;
 use crate::auth::{AppCaller, AppOrAdmin};
 use crate::db::configs::{self, Config, ConfigChanges, ConfigWrite, ConfigsAfter, NewConfig};
 use crate::error::{ApiError, Problem};
@@ -61,9 +62,9 @@ pub struct UpdateConfig {
 pub struct PageQuery {
     /// Page size, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
-    limit: Option<i64>,
+    pub(super) limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub(super) cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -108,6 +109,7 @@ fn settle<T>(write: ConfigWrite<T>, config_id: Uuid) -> Result<T, ApiError> {
 pub async fn create(
     caller: AppCaller,
     State(state): State<AppState>,
+    invocation: InvocationId,
     JsonBody(body): JsonBody<CreateConfig>,
 ) -> Result<(StatusCode, Json<Config>), ApiError> {
     let tags = body.tags.to_value();
@@ -122,6 +124,7 @@ pub async fn create(
             tags: &tags,
             shared: body.shared,
         },
+        &invocation,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(config)))
@@ -201,6 +204,7 @@ pub async fn get(
 pub async fn update(
     caller: AppOrAdmin,
     State(state): State<AppState>,
+    invocation: InvocationId,
     PathParams(config_id): PathParams<Uuid>,
     JsonBody(body): JsonBody<UpdateConfig>,
 ) -> Result<Json<Config>, ApiError> {
@@ -234,7 +238,8 @@ pub async fn update(
         retire: body.retired == Some(true),
     };
     let client = state.db.client().await?;
-    let write = configs::update(&*client, config_id, caller.writer(), &changes).await?;
+    let write =
+        configs::update(&*client, config_id, caller.writer(), &changes, &invocation).await?;
     settle(write, config_id).map(Json)
 }
 
@@ -252,9 +257,10 @@ pub async fn update(
 pub async fn delete(
     caller: AppOrAdmin,
     State(state): State<AppState>,
+    invocation: InvocationId,
     PathParams(config_id): PathParams<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let client = state.db.client().await?;
-    let write = configs::delete(&*client, config_id, caller.writer()).await?;
+    let write = configs::delete(&*client, config_id, caller.writer(), &invocation).await?;
     settle(write, config_id).map(|()| StatusCode::NO_CONTENT)
 }

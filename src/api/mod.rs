@@ -3,6 +3,7 @@
 //! the folder name in `functions/`, and a test keeps the two in step.
 
 mod applications;
+mod audit;
 mod configs;
 mod cursor;
 mod docs;
@@ -107,6 +108,8 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(participants::add, participants::list))
         .routes(routes!(participants::update, participants::remove))
         .routes(routes!(users::sessions))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::session_trail))
         .routes(routes!(docs::openapi_json))
         .routes(routes!(docs::page))
         .split_for_parts()

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::extract::{JsonBody, PathParams};
 use super::problems::{BodyProblems, CallerProblems, TargetProblems};
 use super::sessions::settle;
+use crate::audit::InvocationId;
 use crate::auth::UserCaller;
 use crate::db::participants::{self, Participant};
 use crate::error::{ApiError, Problem};
@@ -61,6 +62,7 @@ fn not_a_participant(user_id: Uuid) -> ApiError {
 pub async fn add(
     caller: UserCaller,
     State(state): State<AppState>,
+    invocation: InvocationId,
     PathParams(session_id): PathParams<Uuid>,
     JsonBody(body): JsonBody<AddParticipant>,
 ) -> Result<(StatusCode, Json<Participant>), ApiError> {
@@ -75,6 +77,7 @@ pub async fn add(
         body.user_id,
         body.role,
         &permitted,
+        &invocation,
     )
     .await?;
     let doing = format!("add a participant as {}", body.role.as_str());
@@ -138,6 +141,7 @@ pub async fn list(
 pub async fn update(
     caller: UserCaller,
     State(state): State<AppState>,
+    invocation: InvocationId,
     PathParams((session_id, user_id)): PathParams<(Uuid, Uuid)>,
     JsonBody(body): JsonBody<UpdateParticipant>,
 ) -> Result<Json<Participant>, ApiError> {
@@ -151,6 +155,7 @@ pub async fn update(
         user_id,
         body.role,
         &permitted,
+        &invocation,
     )
     .await?;
     settle(
@@ -181,6 +186,7 @@ pub async fn update(
 pub async fn remove(
     caller: UserCaller,
     State(state): State<AppState>,
+    invocation: InvocationId,
     PathParams((session_id, user_id)): PathParams<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
     let permitted = roles::roles_permitted(Action::RemoveParticipant);
@@ -192,6 +198,7 @@ pub async fn remove(
         caller.user_id,
         user_id,
         &permitted,
+        &invocation,
     )
     .await?;
     settle(

@@ -15,6 +15,13 @@ use axum::http::request::Parts;
 #[derive(Debug, Clone, Default)]
 pub struct InvocationId(pub Option<String>);
 
+impl InvocationId {
+    /// The statement parameter: the id, or `NULL` when none was sent.
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
 /// The longest invocation id kept (the host's are 36-byte GUIDs).
 const MAX_LEN: usize = 64;
 

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::DbError;
 use super::caller::{check_key as check_key_verdict, verdict, verdict_from, with_app};
+use crate::audit::{InvocationId, action};
 
 const COLUMNS: &str = "app_id, app_name, is_active, settings, created_at, updated_at";
 
@@ -46,25 +47,44 @@ pub enum Taken {
     Retired,
 }
 
-/// Inserts a new application; `Err(Taken)` when `app_id` is in use or was
-/// used by a deleted application.
+/// Inserts a new application, and its audit row (the admin registered
+/// it); `Err(Taken)` when `app_id` is in use or was used by a deleted
+/// application.
 pub async fn insert(
     client: &impl GenericClient,
     app_id: &str,
     app_name: &str,
     api_key_hash: &str,
     settings: &Value,
+    invocation: &InvocationId,
 ) -> Result<Result<Application, Taken>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
-            "INSERT INTO applications (app_id, app_name, api_key_hash, settings)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (app_id) DO NOTHING
-             RETURNING {COLUMNS}"
+            "WITH inserted AS (
+                 INSERT INTO applications (app_id, app_name, api_key_hash, settings)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (app_id) DO NOTHING
+                 RETURNING {COLUMNS}
+             ), audited AS (
+                 INSERT INTO audit_events
+                     (actor_kind, action, target_kind, target_id, app_id, invocation_id)
+                 SELECT 'admin', $5, 'application', app_id, app_id, $6 FROM inserted
+             )
+             SELECT * FROM inserted"
         ))
         .await?;
     let row = client
-        .query_opt(&stmt, &[&app_id, &app_name, &api_key_hash, settings])
+        .query_opt(
+            &stmt,
+            &[
+                &app_id,
+                &app_name,
+                &api_key_hash,
+                settings,
+                &action::APPLICATION_REGISTERED,
+                &invocation.as_deref(),
+            ],
+        )
         .await?;
     if let Some(row) = row {
         return Ok(Ok(Application::from(&row)));
@@ -134,19 +154,52 @@ pub struct ApplicationChanges<'a> {
     pub settings: Option<&'a Value>,
 }
 
+/// Applies `changes`, with an audit row for each change the trail records
+/// (the admin acted): deactivation, reactivation, and a change of the
+/// limits (`settings.rate_limits`, `settings.retention`), whose details
+/// name which changed, not the values. The row is locked first, so
+/// `before` is the version the update replaces, even after waiting for a
+/// concurrent update.
 pub async fn update(
     client: &impl GenericClient,
     app_id: &str,
     changes: &ApplicationChanges<'_>,
+    invocation: &InvocationId,
 ) -> Result<Option<Application>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
-            "UPDATE applications
-             SET app_name = COALESCE($2, app_name),
-                 is_active = COALESCE($3, is_active),
-                 settings = COALESCE($4::jsonb, settings)
-             WHERE app_id = $1 AND deleted_at IS NULL
-             RETURNING {COLUMNS}"
+            "WITH before AS (
+                 SELECT app_id, is_active, settings FROM applications
+                 WHERE app_id = $1 AND deleted_at IS NULL
+                 FOR NO KEY UPDATE
+             ), updated AS (
+                 UPDATE applications a
+                 SET app_name = COALESCE($2, a.app_name),
+                     is_active = COALESCE($3, a.is_active),
+                     settings = COALESCE($4::jsonb, a.settings)
+                 FROM before
+                 WHERE a.app_id = before.app_id
+                 RETURNING a.*
+             ), audited AS (
+                 INSERT INTO audit_events
+                     (actor_kind, action, target_kind, target_id, app_id, invocation_id, details)
+                 SELECT 'admin', change.action, 'application', updated.app_id, updated.app_id,
+                        $5, change.details
+                 FROM updated
+                 JOIN before ON before.app_id = updated.app_id
+                 CROSS JOIN LATERAL (
+                     SELECT array_agg(setting ORDER BY setting) AS names
+                     FROM unnest(ARRAY['rate_limits', 'retention']) AS setting
+                     WHERE before.settings -> setting IS DISTINCT FROM updated.settings -> setting
+                 ) limits
+                 CROSS JOIN LATERAL (VALUES
+                     ($6, before.is_active AND NOT updated.is_active, '{{}}'::jsonb),
+                     ($7, updated.is_active AND NOT before.is_active, '{{}}'::jsonb),
+                     ($8, limits.names IS NOT NULL, jsonb_build_object('changed', limits.names))
+                 ) AS change (action, happened, details)
+                 WHERE change.happened
+             )
+             SELECT {COLUMNS} FROM updated"
         ))
         .await?;
     let row = client
@@ -157,34 +210,62 @@ pub async fn update(
                 &changes.app_name,
                 &changes.is_active,
                 &changes.settings,
+                &invocation.as_deref(),
+                &action::APPLICATION_DEACTIVATED,
+                &action::APPLICATION_REACTIVATED,
+                &action::APPLICATION_LIMITS_CHANGED,
             ],
         )
         .await?;
     Ok(row.as_ref().map(Application::from))
 }
 
-/// Replaces the key hash: the old key stops working with this statement.
+/// Replaces the key hash: the old key stops working with this statement,
+/// which also writes the audit row (the admin rotated it).
 pub async fn rotate_key(
     client: &impl GenericClient,
     app_id: &str,
     api_key_hash: &str,
+    invocation: &InvocationId,
 ) -> Result<Option<Application>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
-            "UPDATE applications SET api_key_hash = $2
-             WHERE app_id = $1 AND deleted_at IS NULL
-             RETURNING {COLUMNS}"
+            "WITH rotated AS (
+                 UPDATE applications SET api_key_hash = $2
+                 WHERE app_id = $1 AND deleted_at IS NULL
+                 RETURNING {COLUMNS}
+             ), audited AS (
+                 INSERT INTO audit_events
+                     (actor_kind, action, target_kind, target_id, app_id, invocation_id)
+                 SELECT 'admin', $3, 'application', app_id, app_id, $4 FROM rotated
+             )
+             SELECT * FROM rotated"
         ))
         .await?;
-    let row = client.query_opt(&stmt, &[&app_id, &api_key_hash]).await?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &app_id,
+                &api_key_hash,
+                &action::APPLICATION_KEY_ROTATED,
+                &invocation.as_deref(),
+            ],
+        )
+        .await?;
     Ok(row.as_ref().map(Application::from))
 }
 
 /// Deletes the application; `false` when there was none. Its row stays as
 /// a tombstone so that the id is never registered again; its key stops
 /// working (a value no SHA-256 hex digest equals) and its idempotency
-/// records go. Its configs and sessions stay (they belong to users).
-pub async fn delete(client: &impl GenericClient, app_id: &str) -> Result<bool, DbError> {
+/// records go. Its configs and sessions stay (they belong to users). The
+/// statement writes the audit row (the admin deleted it).
+pub async fn delete(
+    client: &impl GenericClient,
+    app_id: &str,
+    invocation: &InvocationId,
+) -> Result<bool, DbError> {
     let stmt = client
         .prepare_cached(
             "WITH retired AS (
@@ -194,10 +275,24 @@ pub async fn delete(client: &impl GenericClient, app_id: &str) -> Result<bool, D
                  RETURNING app_id
              ), forgotten AS (
                  DELETE FROM idempotency_keys WHERE app_id IN (SELECT app_id FROM retired)
+             ), audited AS (
+                 INSERT INTO audit_events
+                     (actor_kind, action, target_kind, target_id, app_id, invocation_id)
+                 SELECT 'admin', $2, 'application', app_id, app_id, $3 FROM retired
              )
              SELECT count(*) FROM retired",
         )
         .await?;
-    let retired: i64 = client.query_one(&stmt, &[&app_id]).await?.get(0);
+    let retired: i64 = client
+        .query_one(
+            &stmt,
+            &[
+                &app_id,
+                &action::APPLICATION_DELETED,
+                &invocation.as_deref(),
+            ],
+        )
+        .await?
+        .get(0);
     Ok(retired > 0)
 }

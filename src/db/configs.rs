@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::caller::{check_key, verdict, verdict_from, with_app};
+use crate::audit::{InvocationId, action};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Config {
@@ -67,11 +68,13 @@ macro_rules! visible_to_app {
     };
 }
 
-/// Stores a config created by the application of `key` (see `caller`).
+/// Stores a config created by the application of `key` (see `caller`),
+/// with an audit row when it is created shared.
 pub async fn insert(
     client: &impl GenericClient,
     key: Option<&str>,
     new: &NewConfig<'_>,
+    invocation: &InvocationId,
 ) -> Result<Config, DbError> {
     let stmt = client
         .prepare_cached(concat!(
@@ -80,6 +83,13 @@ pub async fn insert(
                  INSERT INTO configs (name, description, yaml_content, tags, shared, created_by_app_id)
                  SELECT $2, $3, $4, $5, $6, app.app_id FROM app WHERE app.is_active
                  RETURNING *
+             ), audited AS (
+                 INSERT INTO audit_events
+                     (actor_kind, actor_app_id, action, target_kind, target_id, app_id,
+                      invocation_id)
+                 SELECT 'application', inserted.created_by_app_id, $7, 'config',
+                        inserted.config_id::text, inserted.created_by_app_id, $8
+                 FROM inserted WHERE inserted.shared
              ) "
             ),
             verdict!(),
@@ -98,6 +108,8 @@ pub async fn insert(
                 &new.yaml_content,
                 new.tags,
                 &new.shared,
+                &action::CONFIG_SHARED,
+                &invocation.as_deref(),
             ],
         )
         .await?;
@@ -239,20 +251,25 @@ pub struct ConfigChanges<'a> {
     pub retire: bool,
 }
 
+/// Applies `changes` for `writer`, with an audit row when the config
+/// becomes shared and when it is retired. `target` locks the row, so its
+/// `shared` and `retired` are those of the version the update replaces.
 pub async fn update(
     client: &impl GenericClient,
     config_id: Uuid,
     writer: Writer<'_>,
     changes: &ConfigChanges<'_>,
+    invocation: &InvocationId,
 ) -> Result<ConfigWrite<Config>, DbError> {
     let stmt = client
         .prepare_cached(concat!(
             with_app!(
                 ", target AS (
-                 SELECT c.config_id FROM configs c, app
+                 SELECT c.config_id, c.shared, c.retired FROM configs c, app
                  WHERE app.is_active AND c.config_id = $3 AND ($2 OR ",
                 visible_to_app!(),
                 ")
+                 FOR NO KEY UPDATE OF c
              ), updated AS (
                  UPDATE configs c
                  SET name = COALESCE($4, c.name),
@@ -261,10 +278,26 @@ pub async fn update(
                      tags = COALESCE($8::jsonb, c.tags),
                      shared = COALESCE($9, c.shared),
                      retired = c.retired OR $10
-                 FROM app
-                 WHERE app.is_active AND c.config_id = $3
+                 FROM target, app
+                 WHERE c.config_id = target.config_id
                    AND ($2 OR c.created_by_app_id = app.app_id)
                  RETURNING c.*
+             ), audited AS (
+                 INSERT INTO audit_events
+                     (actor_kind, actor_app_id, action, target_kind, target_id, app_id,
+                      invocation_id)
+                 SELECT CASE WHEN $2 THEN 'admin' ELSE 'application' END,
+                        CASE WHEN NOT $2 THEN app.app_id END,
+                        change.action, 'config', updated.config_id::text,
+                        updated.created_by_app_id, $11
+                 FROM updated
+                 JOIN target ON target.config_id = updated.config_id
+                 CROSS JOIN app
+                 CROSS JOIN LATERAL (VALUES
+                     ($12, updated.shared AND NOT target.shared),
+                     ($13, updated.retired AND NOT target.retired)
+                 ) AS change (action, happened)
+                 WHERE change.happened
              ) "
             ),
             verdict!(),
@@ -290,6 +323,9 @@ pub async fn update(
                 &changes.tags,
                 &changes.shared,
                 &changes.retire,
+                &invocation.as_deref(),
+                &action::CONFIG_SHARED,
+                &action::CONFIG_RETIRED,
             ],
         )
         .await?;
@@ -302,11 +338,12 @@ pub async fn update(
 
 /// Deletes the config and, through the foreign key, its sessions (refused
 /// while other applications' sessions use it: migration V9; retiring is
-/// the way out then).
+/// the way out then), with its audit row.
 pub async fn delete(
     client: &impl GenericClient,
     config_id: Uuid,
     writer: Writer<'_>,
+    invocation: &InvocationId,
 ) -> Result<ConfigWrite<()>, DbError> {
     let stmt = client
         .prepare_cached(concat!(
@@ -320,7 +357,15 @@ pub async fn delete(
                  DELETE FROM configs c USING app
                  WHERE app.is_active AND c.config_id = $3
                    AND ($2 OR c.created_by_app_id = app.app_id)
-                 RETURNING c.config_id
+                 RETURNING c.config_id, c.created_by_app_id
+             ), audited AS (
+                 INSERT INTO audit_events
+                     (actor_kind, actor_app_id, action, target_kind, target_id, app_id,
+                      invocation_id)
+                 SELECT CASE WHEN $2 THEN 'admin' ELSE 'application' END,
+                        CASE WHEN NOT $2 THEN app.app_id END,
+                        $4, 'config', deleted.config_id::text, deleted.created_by_app_id, $5
+                 FROM deleted CROSS JOIN app
              ) "
             ),
             verdict!(),
@@ -330,7 +375,18 @@ pub async fn delete(
         ))
         .await?;
     let (key, admin) = writer.params();
-    let row = client.query_one(&stmt, &[&key, &admin, &config_id]).await?;
+    let row = client
+        .query_one(
+            &stmt,
+            &[
+                &key,
+                &admin,
+                &config_id,
+                &action::CONFIG_DELETED,
+                &invocation.as_deref(),
+            ],
+        )
+        .await?;
     check_key(&row)?;
     Ok(config_write(&row, |row| {
         row.get::<_, Option<Uuid>>("config_id").map(|_| ())

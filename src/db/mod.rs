@@ -2,6 +2,7 @@
 //! statement the service runs (one module per table group).
 
 pub mod applications;
+pub mod audit;
 pub(crate) mod caller;
 pub mod configs;
 pub mod entra;
@@ -15,6 +16,7 @@ pub mod participants;
 mod pool;
 pub mod pooled;
 pub mod sessions;
+mod statement;
 pub mod tls;
 
 pub use caller::{Guarded, KeyRefusal};

@@ -5,7 +5,6 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -14,6 +13,8 @@ use super::caller::{
     Guarded, check_key, guarded_select, role as db_role, verdict, verdict_from, with_app,
     with_caller, with_caller_locking_session,
 };
+use super::statement::Statement;
+use crate::audit::{InvocationId, action};
 use crate::roles::Role;
 use crate::search::Query;
 
@@ -72,7 +73,9 @@ pub struct Added {
 /// the existing row, whichever transaction inserted it. The session's row
 /// is locked first, as by every change of participants: a feed registering
 /// for the session's events meanwhile either waits for this change or is
-/// seen by its notification (migration V19).
+/// seen by its notification (migration V19). A participant actually
+/// added gets an audit row (the calling user added them, with the role).
+#[allow(clippy::too_many_arguments)]
 pub async fn add(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -81,6 +84,7 @@ pub async fn add(
     user_id: Uuid,
     role: Role,
     permitted: &[&str],
+    invocation: &InvocationId,
 ) -> Result<Guarded<Added>, DbError> {
     let stmt = client
         .prepare_cached(concat!(
@@ -97,6 +101,17 @@ pub async fn add(
                  DO UPDATE SET permissions = session_participants.permissions
                  RETURNING session_id, user_id, role, joined_at, last_active_at, permissions,
                            (xmax = 0) AS inserted
+             ), audited AS (
+                 INSERT INTO audit_events
+                     (actor_kind, actor_app_id, actor_user_id, action, target_kind, target_id,
+                      app_id, session_id, subject_user_id, invocation_id, details)
+                 SELECT 'user', app.app_id, $3, $7, 'participant', upsert.user_id::text,
+                        s.created_by_app_id, upsert.session_id, upsert.user_id, $8,
+                        jsonb_build_object('role', upsert.role)
+                 FROM upsert
+                 JOIN sessions s ON s.session_id = upsert.session_id
+                 CROSS JOIN app
+                 WHERE upsert.inserted
              ) "
             ),
             guarded_select!(", upsert.*", " LEFT JOIN upsert ON true")
@@ -112,6 +127,8 @@ pub async fn add(
                 &user_id,
                 &role.as_str(),
                 &permitted,
+                &action::PARTICIPANT_ADDED,
+                &invocation.as_deref(),
             ],
         )
         .await?;
@@ -157,6 +174,10 @@ pub async fn list(
 
 /// Sets `user_id`'s role if the caller's role is in `permitted`. Demoting
 /// the last owner fails with [`DbError::LastOwner`] (a trigger enforces it).
+/// Each role set gets an audit row naming the new role (the statement's
+/// snapshot may predate a concurrent change of the same participant, so
+/// it does not claim to know the previous one).
+#[allow(clippy::too_many_arguments)]
 pub async fn update_role(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -165,6 +186,7 @@ pub async fn update_role(
     user_id: Uuid,
     role: Role,
     permitted: &[&str],
+    invocation: &InvocationId,
 ) -> Result<Guarded<Participant>, DbError> {
     let stmt = client
         .prepare_cached(concat!(
@@ -174,6 +196,16 @@ pub async fn update_role(
                  FROM caller
                  WHERE p.session_id = $2 AND p.user_id = $4 AND caller.role = ANY($6::text[])
                  RETURNING p.*
+             ), audited AS (
+                 INSERT INTO audit_events
+                     (actor_kind, actor_app_id, actor_user_id, action, target_kind, target_id,
+                      app_id, session_id, subject_user_id, invocation_id, details)
+                 SELECT 'user', app.app_id, $3, $7, 'participant', updated.user_id::text,
+                        s.created_by_app_id, updated.session_id, updated.user_id, $8,
+                        jsonb_build_object('role', updated.role)
+                 FROM updated
+                 JOIN sessions s ON s.session_id = updated.session_id
+                 CROSS JOIN app
              ) "
             ),
             guarded_select!(", updated.*", " LEFT JOIN updated ON true")
@@ -189,6 +221,8 @@ pub async fn update_role(
                 &user_id,
                 &role.as_str(),
                 &permitted,
+                &action::PARTICIPANT_ROLE_CHANGED,
+                &invocation.as_deref(),
             ],
         )
         .await?;
@@ -197,6 +231,8 @@ pub async fn update_role(
 
 /// Removes `user_id` if the caller's role is in `permitted` or the caller
 /// removes themself. Removing the last owner fails with [`DbError::LastOwner`].
+/// The removal gets an audit row naming the role they had (a participant
+/// who leaves is both its actor and its subject).
 pub async fn remove(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -204,6 +240,7 @@ pub async fn remove(
     caller: Uuid,
     user_id: Uuid,
     permitted: &[&str],
+    invocation: &InvocationId,
 ) -> Result<Guarded<()>, DbError> {
     let stmt = client
         .prepare_cached(concat!(
@@ -212,14 +249,35 @@ pub async fn remove(
                  DELETE FROM session_participants p USING caller
                  WHERE p.session_id = $2 AND p.user_id = $4
                    AND (caller.role = ANY($5::text[]) OR p.user_id = $3)
-                 RETURNING p.user_id
+                 RETURNING p.session_id, p.user_id, p.role
+             ), audited AS (
+                 INSERT INTO audit_events
+                     (actor_kind, actor_app_id, actor_user_id, action, target_kind, target_id,
+                      app_id, session_id, subject_user_id, invocation_id, details)
+                 SELECT 'user', app.app_id, $3, $6, 'participant', removed.user_id::text,
+                        s.created_by_app_id, removed.session_id, removed.user_id, $7,
+                        jsonb_build_object('role', removed.role)
+                 FROM removed
+                 JOIN sessions s ON s.session_id = removed.session_id
+                 CROSS JOIN app
              ) "
             ),
             guarded_select!(", removed.user_id", " LEFT JOIN removed ON true")
         ))
         .await?;
     let row = client
-        .query_one(&stmt, &[&key, &session_id, &caller, &user_id, &permitted])
+        .query_one(
+            &stmt,
+            &[
+                &key,
+                &session_id,
+                &caller,
+                &user_id,
+                &permitted,
+                &action::PARTICIPANT_REMOVED,
+                &invocation.as_deref(),
+            ],
+        )
         .await?;
     Guarded::from_row(&row, |row| {
         Ok(row.get::<_, Option<Uuid>>("user_id").map(|_| ()))
@@ -372,24 +430,4 @@ pub async fn sessions_of_user(
             })
         })
         .collect()
-}
-
-/// A statement's text and parameters, grown together so that each
-/// condition names the parameters it adds.
-struct Statement<'a> {
-    sql: String,
-    params: Vec<&'a (dyn ToSql + Sync)>,
-}
-
-impl<'a> Statement<'a> {
-    /// Appends `AND condition`, where `{0}`, `{1}`, ... stand for `values`.
-    fn and(&mut self, condition: &str, values: &[&'a (dyn ToSql + Sync)]) {
-        let mut condition = condition.to_owned();
-        for (i, value) in values.iter().enumerate() {
-            self.params.push(*value);
-            condition = condition.replace(&format!("{{{i}}}"), &format!("${}", self.params.len()));
-        }
-        self.sql += "\n               AND ";
-        self.sql += &condition;
-    }
 }

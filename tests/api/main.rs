@@ -4,6 +4,7 @@
 
 mod app_admin;
 mod applications;
+mod audit;
 mod auth;
 mod children;
 mod config_sharing;
