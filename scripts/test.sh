@@ -31,7 +31,7 @@ fi
 
 rm -rf target/test-logs
 mkdir -p target/test-logs
-AMPLIFIER_TEST_RUN=$mark cargo test "$@" 2>&1 | tee target/test-logs/suite.log
+AMPLIFIER_TEST_RUN=$mark cargo test --locked "$@" 2>&1 | tee target/test-logs/suite.log
 AMPLIFIER_TEST_RUN=$mark scripts/fuzz.sh
 scripts/check-infra.sh
 scripts/check-log-hygiene.sh target/test-logs/*.log
