@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ -z "$binary" ]; then
-  cargo build --release
+  cargo build --release --locked
   binary=target/release/amplifier-sessions
 fi
 

@@ -25,7 +25,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || { echo "bench: install wrk (apt-get install wrk)" >&2; exit 1; }
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --quiet
+cargo build --release --locked --quiet
 
 dir=$(mktemp -d /tmp/amplifier-bench-pg.XXXXXX)
 chmod 755 "$dir"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The deployment, every step of it: what .github/workflows/deploy.yml runs
-# after `azure/login`, and what the deploy rehearsal (tests/deploy.rs) runs
-# against local stand-ins. Needs az, psql, python3, openssl, curl (and,
-# unless PACKAGE is given, what scripts/package.sh needs).
+# after `azure/login` (for the test environment, then production), and
+# what the deploy rehearsal (tests/deploy.rs) runs against local stand-ins.
+# Needs az, psql, python3, openssl, curl (and, unless PACKAGE is given,
+# what scripts/package.sh needs; the workflow gives it the package that
+# ci.yml's `package` job built).
 #
 #   1. build the package (scripts/package.sh) and unpack it: the migration
 #      runs the very binary that is deployed
@@ -91,6 +93,8 @@ pg_port=$(output postgresPort)
 pg_database=$(output postgresDatabase)
 identity=$(output identityName)
 identity_object_id=$(output identityPrincipalId)
+# The app's URL for the workflow's smoke-test step (a step output).
+if [ -n "${GITHUB_OUTPUT:-}" ]; then echo "url=$url" >> "$GITHUB_OUTPUT"; fi
 
 # 3. Secrets the service generates for itself. An existing value is never
 # replaced; "not found" is told apart from every other failure, so a

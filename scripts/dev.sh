@@ -66,7 +66,7 @@ if $database_only; then
 fi
 
 echo "dev: building (first time: a few minutes)"
-cargo build
+cargo build --locked
 exec_args=("$@")
 [ ${#exec_args[@]} -gt 0 ] || exec_args=(serve)
 # Not `exec`: the EXIT trap must stop the throwaway server afterwards.

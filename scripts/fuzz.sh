@@ -16,7 +16,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   # Pinned: a new release must not turn CI red on its own.
   "$venv/bin/pip" install -q "schemathesis==4.32.5" "hypothesis==6.170.17"
 fi
-cargo build --quiet
+cargo build --locked --quiet
 mkdir -p target/test-logs
 
 db="fuzz_$(date +%s%N)"

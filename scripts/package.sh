@@ -6,7 +6,8 @@
 # Default OUT: target/amplifier-sessions.zip; default binary: a release
 # build that runs on any x86-64 Linux with glibc >= 2.28 (Debian 10, Ubuntu
 # 20.04, RHEL 8 and later, which every Functions Linux image is): linked
-# against glibc 2.28 with cargo-zigbuild (zig from PyPI) and with OpenSSL
+# against glibc 2.28 with cargo-zigbuild (zig from PyPI, pinned with hashes
+# in scripts/package-requirements.txt) and with OpenSSL
 # built in (feature vendored-openssl), so no libssl is needed on the host.
 # The script checks both properties of the binary it packages.
 # CARGO_TARGET_DIR is honoured (a copy of the tree can share one build).
@@ -24,10 +25,16 @@ while [ $# -gt 0 ]; do
 done
 glibc_floor=2.28
 if [ -z "$binary" ]; then
+  # zig and cargo-zigbuild at the exact versions and file hashes of
+  # scripts/package-requirements.txt; a venv made from another list is
+  # made again.
   venv=$target/package-venv
-  if [ ! -x "$venv/bin/cargo-zigbuild" ]; then
+  requirements=scripts/package-requirements.txt
+  if [ ! -x "$venv/bin/cargo-zigbuild" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
+    rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q "ziglang>=0.13,<1" "cargo-zigbuild>=0.19,<1"
+    "$venv/bin/pip" install -q --require-hashes --only-binary :all: -r "$requirements"
+    cp "$requirements" "$venv/requirements.txt"
   fi
   PATH="$(cd "$venv" && pwd)/bin:$PATH" cargo zigbuild --release --locked --quiet \
     --target "x86_64-unknown-linux-gnu.$glibc_floor" --features vendored-openssl

@@ -2,7 +2,8 @@
 # Runs the whole test suite against a throwaway PostgreSQL server that this
 # script starts and removes: cargo test (unit, HTTP and process tests), the
 # Schemathesis run against the OpenAPI document (scripts/fuzz.sh), the
-# offline infrastructure checks (scripts/check-infra.sh), then the log
+# offline infrastructure and workflow checks (scripts/check-infra.sh), the
+# dependency audit (scripts/check-deps.sh: cargo-deny), then the log
 # hygiene check over everything the suite printed or logged, and last a
 # check that no process the tests started is still running. Extra
 # arguments go to `cargo test`.
@@ -31,8 +32,9 @@ fi
 
 rm -rf target/test-logs
 mkdir -p target/test-logs
-AMPLIFIER_TEST_RUN=$mark cargo test "$@" 2>&1 | tee target/test-logs/suite.log
+AMPLIFIER_TEST_RUN=$mark cargo test --locked "$@" 2>&1 | tee target/test-logs/suite.log
 AMPLIFIER_TEST_RUN=$mark scripts/fuzz.sh
 scripts/check-infra.sh
+scripts/check-deps.sh
 scripts/check-log-hygiene.sh target/test-logs/*.log
 scripts/check-leftovers.sh "$mark"

@@ -303,8 +303,13 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
         app_url,
     };
 
-    // The first deployment: empty vault, empty database.
-    let printed = rehearsal.deploy(&repo_path(""), &[]);
+    // The first deployment: empty vault, empty database. As in the
+    // workflow, deploy.sh hands the app's URL on as a step output.
+    let step_outputs = tempfile::NamedTempFile::new().unwrap();
+    let printed = rehearsal.deploy(
+        &repo_path(""),
+        &[("GITHUB_OUTPUT", step_outputs.path().to_str().unwrap())],
+    );
     assert!(
         printed.contains("secret admin-api-key created"),
         "{printed}"
@@ -335,6 +340,21 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
             "the app runs unprivileged: {status}"
         );
     }
+
+    // The workflow's next step: the smoke test, at that URL.
+    let outputs = std::fs::read_to_string(step_outputs.path()).unwrap();
+    let url = outputs.lines().find_map(|line| line.strip_prefix("url="));
+    assert_eq!(url, Some(rehearsal.app_url.as_str()), "{outputs}");
+    let smoke = Command::new(repo_path("scripts/smoke.sh"))
+        .arg(&rehearsal.app_url)
+        .output()
+        .unwrap();
+    assert!(
+        smoke.status.success(),
+        "scripts/smoke.sh failed:\n{}{}",
+        String::from_utf8_lossy(&smoke.stdout),
+        String::from_utf8_lossy(&smoke.stderr)
+    );
 
     // A client's first steps. (No idle connections kept: the redeploy
     // replaces the process behind the same address.)
