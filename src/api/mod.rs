@@ -15,6 +15,7 @@ mod numbers;
 mod participants;
 mod problems;
 mod sessions;
+mod trash;
 mod users;
 mod validate;
 
@@ -99,6 +100,7 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(configs::get, configs::update, configs::delete))
         .routes(routes!(sessions::create))
         .routes(routes!(sessions::get, sessions::update, sessions::delete))
+        .routes(routes!(trash::restore))
         .routes(routes!(messages::append, messages::list))
         .routes(routes!(messages::export))
         .routes(routes!(events::stream))
@@ -107,6 +109,7 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(participants::add, participants::list))
         .routes(routes!(participants::update, participants::remove))
         .routes(routes!(users::sessions))
+        .routes(routes!(trash::list))
         .routes(routes!(docs::openapi_json))
         .routes(routes!(docs::page))
         .split_for_parts()

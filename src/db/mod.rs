@@ -16,6 +16,7 @@ mod pool;
 pub mod pooled;
 pub mod sessions;
 pub mod tls;
+pub mod trash;
 
 pub use caller::{Guarded, KeyRefusal};
 pub use error::DbError;
