@@ -744,3 +744,38 @@ async fn trash_restore_and_permanent_delete_are_audited() {
     let total: i64 = app.scalar("SELECT count(*) FROM audit_events", &[]).await;
     assert_eq!(total, 3, "refused attempts wrote nothing");
 }
+
+/// Appends racing a trash: each one either committed before it (200, and
+/// it is in the transcript when the session comes back) or finds no
+/// session (404); never a limit it did not reach (an append that waited
+/// for the trash's lock skips the trashed row).
+#[tokio::test]
+async fn appends_racing_a_trash_are_kept_or_not_found() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    let path = format!("/api/sessions/{}/messages", f.session_id);
+    let appends = (0..8).map(|n| {
+        call(&app, Method::POST, &path, &f.key, f.owner)
+            .json(&json!({"messages": [{"text": format!("m{n}")}]}))
+            .send()
+    });
+    let (appended, trashed) = tokio::join!(
+        futures::future::join_all(appends),
+        trash(&app, &f.key, f.owner, &f.session_id)
+    );
+    assert_eq!(trashed, StatusCode::NO_CONTENT);
+    let mut kept = 0;
+    for response in appended {
+        match response.unwrap().status() {
+            StatusCode::OK => kept += 1,
+            StatusCode::NOT_FOUND => {}
+            status => panic!("an append racing the trash: {status}"),
+        }
+    }
+    let restored = expect_status(
+        restore(&app, &f.key, f.owner, &f.session_id).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(restored["message_count"], kept);
+}
