@@ -92,7 +92,8 @@ impl FromRequestParts<AppState> for StreamCaller {
 ///   changed.
 /// - `participants`: `{session_id, participants}` after someone was added,
 ///   changed role or was removed.
-/// - `end` (last): `{reason}`: `removed`, `deleted`, `key_revoked` (the
+/// - `end` (last): `{reason}`: `removed`, `deleted` (moved to the trash,
+///   or deleted for good), `key_revoked` (the
 ///   application's key was rotated, or the application deactivated or
 ///   deleted), `max_duration` (`EVENTS_MAX_STREAM_SECONDS`, default 120)
 ///   or `shutdown`. After the last two a `retry:` hint precedes it: reconnect

@@ -16,6 +16,7 @@ mod numbers;
 mod participants;
 mod problems;
 mod sessions;
+mod trash;
 mod users;
 mod validate;
 
@@ -100,6 +101,7 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(configs::get, configs::update, configs::delete))
         .routes(routes!(sessions::create))
         .routes(routes!(sessions::get, sessions::update, sessions::delete))
+        .routes(routes!(trash::restore))
         .routes(routes!(messages::append, messages::list))
         .routes(routes!(messages::export))
         .routes(routes!(events::stream))
@@ -108,6 +110,7 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(participants::add, participants::list))
         .routes(routes!(participants::update, participants::remove))
         .routes(routes!(users::sessions))
+        .routes(routes!(trash::list))
         .routes(routes!(audit::list))
         .routes(routes!(audit::session_trail))
         .routes(routes!(docs::openapi_json))

@@ -7,16 +7,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{JsonBody, PathParams};
+use super::extract::{JsonBody, PathParams, QueryParams};
 use super::idempotency::{self, IdempotencyKey, JsonResponse};
 use super::problems::{BodyProblems, CallerProblems, ReplayProblems, TargetProblems};
 use super::validate::JsonObject;
+use crate::audit::InvocationId;
 use crate::auth::UserCaller;
 use crate::db::Guarded;
 use crate::db::sessions::{self, Created, Forked, Session, SessionChanges, SessionView};
+use crate::db::trash::{self, OwnerAct};
 use crate::error::{ApiError, Problem};
 use crate::roles::{self, Action, Role};
 use crate::search;
@@ -249,31 +251,55 @@ pub async fn update(
     settle_action(outcome, session_id, Action::Update, "update it").map(Json)
 }
 
-/// Deletes the session with its participants and transcript. Owners only.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// `true`: delete the session for good now, with its participants and
+    /// transcript, whether it is in the trash or not (default `false`:
+    /// move it to the trash).
+    #[serde(default)]
+    permanent: bool,
+}
+
+/// Moves the session to the trash: from then on it is invisible to every
+/// function (404, not listed, not found by search; open event streams end
+/// with `deleted`) except its owners' list-trash and restore-session, for
+/// `TRASH_RETENTION_DAYS`, after which the purge deletes it for good. With
+/// `permanent=true` the session is deleted for good at once, from the
+/// trash or not. Owners only; each is audited (`session.trashed`,
+/// `session.deleted`). Deleting a session that is already in the trash
+/// without `permanent` is a 404, as deleting a deleted session was.
 #[utoipa::path(
     delete, path = "/api/sessions/{session_id}", operation_id = "delete-session", tag = "sessions",
-    params(("session_id" = Uuid, Path, description = "The session's id")),
+    params(("session_id" = Uuid, Path, description = "The session's id"), DeleteQuery),
     responses(
-        (status = 204, description = "Deleted"),
-        CallerProblems, TargetProblems,
+        (status = 204, description = "Moved to the trash (or, with `permanent=true`, deleted)"),
+        CallerProblems, TargetProblems, (status = 422, response = Problem),
     ),
     security(("api_key" = [], "bearer" = [])),
 )]
 pub async fn delete(
     caller: UserCaller,
+    invocation: InvocationId,
     State(state): State<AppState>,
     PathParams(session_id): PathParams<Uuid>,
+    QueryParams(query): QueryParams<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     let permitted = roles::roles_permitted(Action::Delete);
     let client = state.db.client().await?;
-    let outcome = sessions::delete(
-        &*client,
-        caller.key.hash(),
+    let act = OwnerAct {
+        key: caller.key.hash(),
         session_id,
-        caller.user_id,
-        &permitted,
-    )
-    .await?;
+        user: caller.user_id,
+        invocation: &invocation,
+        permitted: &permitted,
+    };
+    let outcome = if query.permanent {
+        trash::delete_permanently(&*client, &act).await?
+    } else {
+        trash::trash(&*client, &act).await?
+    };
     settle_action(outcome, session_id, Action::Delete, "delete it")?;
     Ok(StatusCode::NO_CONTENT)
 }

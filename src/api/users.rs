@@ -19,7 +19,7 @@ use crate::state::AppState;
 /// `me` or a user id, as the `{user_id}` path segment.
 #[derive(Debug, Deserialize)]
 #[serde(try_from = "String")]
-pub struct UserRef(Option<Uuid>);
+pub struct UserRef(pub(super) Option<Uuid>);
 
 impl TryFrom<String> for UserRef {
     type Error = String;

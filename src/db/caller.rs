@@ -42,14 +42,21 @@ pub(crate) use with_app;
 
 /// A statement guarded by the caller's role in session `$2`: the CTE
 /// `caller` holds the role of user `$3` (no row when they do not
-/// participate, or the key is not valid).
+/// participate, the session is in the trash, or the key is not valid).
+/// A trashed session (`trashed_at`, migration V20) is invisible to every
+/// function but its owners' trash listing, restore and permanent delete
+/// (`db::trash`), which say who may see it themselves. Statements that
+/// update the session also say `s.trashed_at IS NULL` in their UPDATE, so
+/// that one waiting for a concurrent trash's lock skips the trashed row.
 macro_rules! with_caller {
     ($($rest:expr),+ $(,)?) => {
         concat!(
             "WITH ",
             crate::db::caller::app_cte!(),
             ", caller AS (
-                 SELECT p.role FROM session_participants p JOIN app ON app.is_active
+                 SELECT p.role FROM session_participants p
+                 JOIN sessions s ON s.session_id = p.session_id AND s.trashed_at IS NULL
+                 JOIN app ON app.is_active
                  WHERE p.session_id = $2 AND p.user_id = $3
              )",
             $($rest),+
@@ -66,7 +73,8 @@ pub(crate) use with_caller;
 /// Without one order, an append and a demotion could deadlock. The lock
 /// also orders these changes after a feed's registration for the session's
 /// events (which updates the row, migration V19), or the registration
-/// after them.
+/// after them, and after a concurrent trash (the locked row is rechecked:
+/// a session trashed meanwhile has no caller).
 macro_rules! with_caller_locking_session {
     ($($rest:expr),+ $(,)?) => {
         concat!(
@@ -76,7 +84,7 @@ macro_rules! with_caller_locking_session {
                  SELECT p.role FROM sessions s
                  JOIN session_participants p ON p.session_id = s.session_id
                  JOIN app ON app.is_active
-                 WHERE s.session_id = $2 AND p.user_id = $3
+                 WHERE s.session_id = $2 AND p.user_id = $3 AND s.trashed_at IS NULL
                  FOR NO KEY UPDATE OF s
              )",
             $($rest),+

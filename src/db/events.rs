@@ -177,6 +177,7 @@ pub async fn open_with_ticket(
             "'::varchar, true FROM ticket WHERE ticket.api_key_hash IS NULL
              ), caller AS (
                  SELECT p.role FROM session_participants p
+                 JOIN sessions s ON s.session_id = p.session_id AND s.trashed_at IS NULL
                  JOIN ticket t ON p.user_id = t.user_id
                  JOIN app ON app.is_active
                  WHERE p.session_id = $2
@@ -204,7 +205,8 @@ pub async fn open_with_ticket(
 }
 
 /// The session's state as a feed reads it for all its subscribers (each
-/// was checked when it opened); `None` once the session is deleted.
+/// was checked when it opened); `None` once the session is deleted or in
+/// the trash (its streams end with `deleted` either way).
 pub async fn state(
     client: &impl GenericClient,
     session_id: Uuid,
@@ -213,7 +215,7 @@ pub async fn state(
         .prepare_cached(concat!(
             "SELECT s.*, pp.* FROM sessions s",
             participants_of_s!(),
-            " WHERE s.session_id = $1"
+            " WHERE s.session_id = $1 AND s.trashed_at IS NULL"
         ))
         .await?;
     match client.query_opt(&stmt, &[&session_id]).await? {

@@ -88,7 +88,8 @@ pub async fn claim(
 }
 
 /// What was recorded for a key claimed before, and whether the session it
-/// is about still exists.
+/// is about still exists (one in the trash counts as deleted: a replay
+/// must not show it).
 async fn existing(
     client: &impl GenericClient,
     app_id: &str,
@@ -101,7 +102,7 @@ async fn existing(
             "SELECT k.request_hash, k.response_status, k.response_body, k.response_location,
                     k.session_id, s.session_id IS NOT NULL AS session_exists
              FROM idempotency_keys k
-             LEFT JOIN sessions s ON s.session_id = k.session_id
+             LEFT JOIN sessions s ON s.session_id = k.session_id AND s.trashed_at IS NULL
              WHERE k.app_id = $1 AND k.idempotency_key = $2
                AND k.user_id IS NOT DISTINCT FROM $3",
         )

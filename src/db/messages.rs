@@ -98,7 +98,7 @@ pub async fn append(
                  SET message_count = s.message_count + totals.n,
                      transcript_bytes = s.transcript_bytes + totals.bytes
                  FROM caller, totals
-                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
+                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[]) AND s.trashed_at IS NULL
                    AND s.message_count + totals.n <= $6
                    AND s.transcript_bytes + totals.bytes <= $7
                  RETURNING s.message_count, s.transcript_bytes
@@ -122,7 +122,8 @@ pub async fn append(
              ) "
             ),
             guarded_select!(
-                ", bumped.message_count, totals.n, s.message_count AS count_before",
+                ", bumped.message_count, totals.n, totals.bytes AS incoming_bytes,
+                   s.message_count AS count_before, s.transcript_bytes AS bytes_before",
                 " CROSS JOIN totals
                   LEFT JOIN bumped ON true
                   LEFT JOIN sessions s ON s.session_id = $2"
@@ -157,16 +158,22 @@ pub async fn append(
         if !permitted.contains(&row.get::<_, &str>("caller_role")) {
             return Ok(None);
         }
+        // Neither limit: the session was trashed while this statement
+        // waited for its row (the UPDATE skipped it), so it is not found.
         let count_before: Option<i32> = row.get("count_before");
-        Ok(count_before.map(|count| {
+        let bytes_before: Option<i64> = row.get("bytes_before");
+        let incoming: i64 = row.get("incoming_bytes");
+        Ok(count_before.zip(bytes_before).and_then(|(count, bytes)| {
             if i64::from(count) + i64::from(n) > i64::from(limits.max_messages) {
-                Appended::TooManyMessages {
+                Some(Appended::TooManyMessages {
                     limit: limits.max_messages,
-                }
-            } else {
-                Appended::TooLarge {
+                })
+            } else if bytes + incoming > limits.max_transcript_bytes {
+                Some(Appended::TooLarge {
                     limit: limits.max_transcript_bytes,
-                }
+                })
+            } else {
+                None
             }
         }))
     })

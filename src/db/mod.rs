@@ -18,6 +18,7 @@ pub mod pooled;
 pub mod sessions;
 mod statement;
 pub mod tls;
+pub mod trash;
 
 pub use caller::{Guarded, KeyRefusal};
 pub use error::DbError;

@@ -320,7 +320,7 @@ pub struct SessionFilter<'a> {
 
 /// A page of the sessions `user_id` participates in, most recently active
 /// first (never active last), ties by id, among those `filter` lets
-/// through. The statement reads the `idx_session_participants_user_activity`
+/// through; never one in the trash (`db::trash` lists those). The statement reads the `idx_session_participants_user_activity`
 /// index in order from the cursor; a text query probes each session's
 /// documents (`session_search`) through `idx_session_search`, one word at
 /// a time (session id and word are the index's keys), for each session its
@@ -351,7 +351,7 @@ pub async fn sessions_of_user(
                     p.joined_at, p.last_active_at, s.message_count, s.metadata,
                     s.created_at, s.updated_at
              FROM session_participants p
-             JOIN sessions s ON s.session_id = p.session_id
+             JOIN sessions s ON s.session_id = p.session_id AND s.trashed_at IS NULL
              WHERE app.is_active AND p.user_id = $2"
     );
     const TAIL: &str = "

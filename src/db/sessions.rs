@@ -33,7 +33,8 @@ pub struct Session {
     pub transcript_bytes: i64,
     #[schema(value_type = Object)]
     pub metadata: Value,
-    /// The session this one was forked from (`null` once that is deleted).
+    /// The session this one was forked from (`null` once that is deleted
+    /// for good; while it is in the trash, its id stays).
     pub parent_session_id: Option<Uuid>,
     /// The last message shared with the parent.
     pub forked_from_seq: Option<i32>,
@@ -195,7 +196,7 @@ pub async fn read(
                  UPDATE sessions s
                  SET last_accessed_at = now(), last_accessed_by_app_id = app.app_id
                  FROM caller, app
-                 WHERE s.session_id = $2
+                 WHERE s.session_id = $2 AND s.trashed_at IS NULL
                  RETURNING s.*
              ) "
             ),
@@ -266,7 +267,7 @@ pub async fn update(
                  SET status = COALESCE($5::varchar, s.status),
                      metadata = COALESCE($6::jsonb, s.metadata)
                  FROM caller
-                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
+                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[]) AND s.trashed_at IS NULL
                  RETURNING s.*
              ), active AS (
                  UPDATE session_participants SET last_active_at = now()
@@ -299,45 +300,6 @@ pub async fn update(
     Guarded::from_row(&row, |row| {
         let done: Option<Uuid> = row.get("session_id");
         Ok(done.map(|_| Session::from(row)))
-    })
-}
-
-/// Deletes the session (participants and lineage cascade) if the caller's
-/// role is in `permitted`. Its messages are deleted later by the sweep
-/// (`messages::sweep`), except those its forks share: the request costs
-/// the same whatever the transcript.
-pub async fn delete(
-    client: &impl GenericClient,
-    key: Option<&str>,
-    session_id: Uuid,
-    caller: Uuid,
-    permitted: &[&str],
-) -> Result<Guarded<()>, DbError> {
-    let stmt = client
-        .prepare_cached(concat!(
-            with_caller!(
-                ", retired_config AS (
-                 -- Locked before the session, in the order delete-config
-                 -- takes them, for the trigger that deletes a retired
-                 -- config with its last session (migration V16).
-                 SELECT c.config_id FROM sessions s, configs c, caller
-                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
-                   AND c.config_id = s.config_id AND c.retired
-                 FOR NO KEY UPDATE OF c
-             ), deleted AS (
-                 DELETE FROM sessions s USING caller LEFT JOIN retired_config ON true
-                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
-                 RETURNING s.session_id
-             ) "
-            ),
-            guarded_select!(", deleted.session_id", " LEFT JOIN deleted ON true")
-        ))
-        .await?;
-    let row = client
-        .query_one(&stmt, &[&key, &session_id, &caller, &permitted])
-        .await?;
-    Guarded::from_row(&row, |row| {
-        Ok(row.get::<_, Option<Uuid>>("session_id").map(|_| ()))
     })
 }
 

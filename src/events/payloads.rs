@@ -53,7 +53,7 @@ pub struct StreamEnd {
 pub enum EndReason {
     /// The caller is no longer a participant.
     Removed,
-    /// The session was deleted.
+    /// The session was deleted: moved to the trash, or deleted for good.
     Deleted,
     /// The application's key was rotated, or the application deactivated
     /// or deleted.

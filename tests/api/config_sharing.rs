@@ -42,10 +42,13 @@ async fn fork(app: &TestApp, key: &str, user: Uuid, session: &Value) -> reqwest:
         .unwrap()
 }
 
+/// Deletes the session for good (a session in the trash still pins its
+/// config: `trash.rs` tests that).
 async fn delete_session(app: &TestApp, key: &str, user: Uuid, session: &Value) -> StatusCode {
     let id = session["session_id"].as_str().unwrap();
     app.as_user(
-        app.http.delete(app.url(&format!("/api/sessions/{id}"))),
+        app.http
+            .delete(app.url(&format!("/api/sessions/{id}?permanent=true"))),
         key,
         user,
     )

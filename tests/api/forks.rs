@@ -170,9 +170,10 @@ impl Caller<'_> {
         let response = self
             .app
             .as_user(
-                self.app
-                    .http
-                    .delete(self.app.url(&format!("/api/sessions/{session}"))),
+                self.app.http.delete(
+                    self.app
+                        .url(&format!("/api/sessions/{session}?permanent=true")),
+                ),
                 &self.key,
                 self.user,
             )

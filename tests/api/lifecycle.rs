@@ -53,8 +53,10 @@ async fn update_session_changes_status_and_metadata() {
     );
 }
 
+/// delete-session moves the session to the trash (kept, invisible);
+/// `permanent=true` removes it and its participants.
 #[tokio::test]
-async fn delete_session_removes_it_and_its_participants() {
+async fn delete_session_trashes_it_and_permanent_delete_removes_it_and_its_participants() {
     let app = spawn_app().await;
     let f = app.fixture().await;
     let path = format!("/api/sessions/{}", f.session_id);
@@ -64,14 +66,33 @@ async fn delete_session_removes_it_and_its_participants() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.count_rows("sessions", None).await, 0);
-    assert_eq!(app.count_rows("session_participants", None).await, 0);
+    let trashed: i64 = app
+        .scalar(
+            "SELECT count(*) FROM sessions WHERE trashed_at IS NOT NULL",
+            &[],
+        )
+        .await;
+    assert_eq!(trashed, 1);
+    assert_eq!(app.count_rows("session_participants", None).await, 1);
     let response = app
         .as_user(app.get(&path), &f.key, f.owner)
         .send()
         .await
         .unwrap();
     expect_problem(response, StatusCode::NOT_FOUND).await;
+
+    let response = app
+        .as_user(
+            app.http.delete(app.url(&format!("{path}?permanent=true"))),
+            &f.key,
+            f.owner,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.count_rows("sessions", None).await, 0);
+    assert_eq!(app.count_rows("session_participants", None).await, 0);
 }
 
 #[tokio::test]

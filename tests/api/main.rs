@@ -40,4 +40,5 @@ mod sessions;
 mod sse;
 mod tenants;
 mod transcripts;
+mod trash;
 mod user_sessions;

@@ -90,17 +90,37 @@ async fn a_config_shared_with_other_applications_keeps_their_sessions() {
     assert_eq!(yaml, "model: test\n", "unchanged");
 
     // Once only A's own sessions use it, A may delete it: they go with it.
-    let response = app
-        .as_user(
+    // B's session in the trash still uses it (B may restore it): only once
+    // it is deleted for good.
+    let delete_foreign = |query: &'static str| {
+        app.as_user(
             app.http
-                .delete(app.url(&format!("/api/sessions/{foreign_id}"))),
+                .delete(app.url(&format!("/api/sessions/{foreign_id}{query}"))),
             &key_b,
             bob,
         )
         .send()
+    };
+    assert_eq!(
+        delete_foreign("").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let response = app
+        .http
+        .delete(app.url(&path))
+        .header("X-API-Key", &key_a)
+        .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        response.status(),
+        StatusCode::CONFLICT,
+        "the trash holds it"
+    );
+    assert_eq!(
+        delete_foreign("?permanent=true").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
     let response = app
         .http
         .delete(app.url(&path))
