@@ -15,6 +15,7 @@ mod numbers;
 mod participants;
 mod problems;
 mod sessions;
+mod user_data;
 mod users;
 mod validate;
 
@@ -107,6 +108,8 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(participants::add, participants::list))
         .routes(routes!(participants::update, participants::remove))
         .routes(routes!(users::sessions))
+        .routes(routes!(user_data::erase))
+        .routes(routes!(user_data::export))
         .routes(routes!(docs::openapi_json))
         .routes(routes!(docs::page))
         .split_for_parts()

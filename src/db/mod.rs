@@ -5,6 +5,7 @@ pub mod applications;
 pub(crate) mod caller;
 pub mod configs;
 pub mod entra;
+pub mod erasure;
 mod error;
 pub mod events;
 pub mod idempotency;
@@ -16,6 +17,7 @@ mod pool;
 pub mod pooled;
 pub mod sessions;
 pub mod tls;
+pub mod user_export;
 
 pub use caller::{Guarded, KeyRefusal};
 pub use error::DbError;
