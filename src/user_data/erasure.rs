@@ -1,7 +1,7 @@
 //! Erasure of one user: everything about them goes, or stops naming
-//! them. The run takes its steps in order, each a
-//! batch at a time (one transaction, on a connection of its own, of at
-//! most a few hundred rows), until each finds nothing left:
+//! them. The run takes its steps in order, each a batch at a time (one
+//! transaction, on a connection of its own, of at most a few thousand
+//! rows), until each finds nothing left:
 //!
 //! 1. sessions in which the user is the only participant: deleted for
 //!    good, with their participants, lineage and stream tickets;
@@ -21,9 +21,10 @@
 //!
 //! Every step finds what is left by itself, so a run that stopped (an
 //! error, the client gone, its time budget spent) is continued by running
-//! it again, and a run over nothing counts zeros. Steps 1 to 3 repeat
-//! until none finds anything (someone may add the user to a session while
-//! the run goes on).
+//! it again, and a run over nothing counts zeros. Steps 1 and 2 repeat
+//! until neither finds anything, and the whole run repeats should step 8
+//! find the user in a session or author of a message again (someone may
+//! add them to a session while the run goes on).
 
 use std::time::{Duration, Instant};
 
@@ -112,8 +113,21 @@ pub async fn erase(
         batches: 0,
     };
     let erasure_id = Uuid::new_v4();
-    let completed = run.steps(erasure_id, invocation_id).await?;
-    if !completed {
+    let completed = match run.steps(erasure_id, invocation_id).await {
+        Ok(completed) => completed,
+        Err(e) => {
+            // What the run did is done: the trail says so if it can.
+            let mut details = details(&run.counts, false);
+            details["failed"] = json!(true);
+            if let Ok(client) = db.client().await {
+                let _ = erasure::audit_partial(&*client, erasure_id, &details, invocation_id).await;
+            }
+            return Err(e);
+        }
+    };
+    if completed {
+        tracing::info!(%erasure_id, "user erased");
+    } else {
         let client = db.client().await?;
         erasure::audit_partial(
             &*client,
@@ -123,8 +137,6 @@ pub async fn erase(
         )
         .await?;
         tracing::info!(%erasure_id, "erasure stopped at its time budget; run it again to continue");
-    } else {
-        tracing::info!(%erasure_id, "user erased");
     }
     Ok(Receipt {
         erasure_id,
