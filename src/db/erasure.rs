@@ -24,31 +24,33 @@ pub const TOMBSTONE: &str = r#"{"erased": true}"#;
 /// (so the only owner), for good: participants, lineage and stream tickets
 /// cascade; their messages and search documents are queued for the sweep
 /// (migration V13), which keeps those a fork of another user reads.
-/// Returns how many were deleted.
+/// Candidates are looked for after session `after` (in id order), so that
+/// a pass over a user with many shared sessions reads each once.
 pub async fn delete_lone_sessions(
     client: &mut Object,
     user: Uuid,
+    after: Uuid,
     limit: i64,
-) -> Result<u64, DbError> {
+) -> Result<LoneSessions, DbError> {
     let tx = client.transaction().await?;
     let candidates: Vec<Uuid> = tx
         .query(
             "SELECT p.session_id
              FROM session_participants p
-             WHERE p.user_id = $1
+             WHERE p.user_id = $1 AND p.session_id > $2
                AND NOT EXISTS (SELECT 1 FROM session_participants o
                                WHERE o.session_id = p.session_id AND o.user_id <> $1)
              ORDER BY p.session_id
-             LIMIT $2",
-            &[&user, &limit],
+             LIMIT $3",
+            &[&user, &after, &limit],
         )
         .await?
         .iter()
         .map(|row| row.get("session_id"))
         .collect();
-    if candidates.is_empty() {
-        return Ok(0);
-    }
+    let Some(&last) = candidates.last() else {
+        return Ok(LoneSessions::default());
+    };
     // The retired configs they may take with them, locked before them.
     tx.execute(
         "SELECT 1 FROM configs c
@@ -79,7 +81,19 @@ pub async fn delete_lone_sessions(
         )
         .await?;
     tx.commit().await?;
-    Ok(deleted)
+    Ok(LoneSessions {
+        deleted,
+        last: Some(last),
+    })
+}
+
+/// What one batch of [`delete_lone_sessions`] did.
+#[derive(Debug, Default)]
+pub struct LoneSessions {
+    pub deleted: u64,
+    /// The last candidate looked at: the next batch starts after it
+    /// (`None`: there was none).
+    pub last: Option<Uuid>,
 }
 
 /// What one batch of [`leave_sessions`] did.

@@ -111,6 +111,7 @@ pub async fn erase(
         counts: Counts::default(),
         deadline: Instant::now() + budget,
         batches: 0,
+        lone_after: Uuid::nil(),
     };
     let erasure_id = Uuid::new_v4();
     let completed = match run.steps(erasure_id, invocation_id).await {
@@ -159,6 +160,8 @@ struct Run<'a> {
     counts: Counts,
     deadline: Instant,
     batches: u64,
+    /// Where the pass over lone sessions is (their ids, in order).
+    lone_after: Uuid,
 }
 
 /// The steps (see the module's documentation), each a batch at a time.
@@ -253,10 +256,21 @@ impl Run<'_> {
         let mut client = self.db.client().await?;
         let n = match step {
             Step::LoneSessions => {
-                let n =
-                    erasure::delete_lone_sessions(&mut client, user, SESSIONS_PER_BATCH).await?;
-                counts.sessions_deleted += n;
-                n
+                let batch = erasure::delete_lone_sessions(
+                    &mut client,
+                    user,
+                    self.lone_after,
+                    SESSIONS_PER_BATCH,
+                )
+                .await?;
+                counts.sessions_deleted += batch.deleted;
+                let Some(last) = batch.last else {
+                    // The pass is over: the next starts from the first.
+                    self.lone_after = Uuid::nil();
+                    return Ok(false);
+                };
+                self.lone_after = last;
+                1
             }
             Step::Participations => {
                 let left =

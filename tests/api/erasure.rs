@@ -88,6 +88,24 @@ async fn roles(app: &TestApp, key: &str, reader: Uuid, session: &str) -> Vec<(St
         .collect()
 }
 
+/// Waits until the rate limiter has written all `requests` of `user` to
+/// the database (it does a second later): none comes after an erasure.
+async fn counted(app: &TestApp, user: Uuid, requests: i64) {
+    wait_for(
+        "the user's requests are counted in the database",
+        || async {
+            app.scalar::<i64>(
+                "SELECT COALESCE(sum(requests), 0)::bigint FROM rate_limit_counts
+             WHERE bucket = $1",
+                &[&format!("user:{user}")],
+            )
+            .await
+                == requests
+        },
+    )
+    .await;
+}
+
 async fn erase(app: &TestApp, user: Uuid, query: &str) -> Response {
     app.http
         .delete(app.url(&format!("/api/users/{user}{query}")))
@@ -265,21 +283,7 @@ async fn erasure_leaves_nothing_of_the_user_in_any_table_and_keeps_everyone_else
         .await
         .unwrap();
 
-    // The rate limiter writes the user's counts a second later; all of
-    // them, so that none comes after the erasure.
-    wait_for(
-        "the user's requests are counted in the database",
-        || async {
-            app.scalar::<i64>(
-                "SELECT COALESCE(sum(requests), 0)::bigint FROM rate_limit_counts
-             WHERE bucket = $1",
-                &[&format!("user:{user}")],
-            )
-            .await
-                == requests
-        },
-    )
-    .await;
+    counted(&app, user, requests).await;
 
     let shared_before = get_json(&app, &key, other, &format!("/api/sessions/{shared}")).await;
     let fork_before = get_json(&app, &key, other, &format!("/api/sessions/{fork}")).await;
@@ -729,4 +733,61 @@ async fn a_large_export_streams_every_line_once_in_order() {
         assert_eq!(line["seq"], i % 400 + 1);
         assert_eq!(line["message"]["i"], i % 400);
     }
+}
+
+/// A user with more than a batch of everything: every batch boundary is
+/// crossed (sessions, and an append whose messages two batches tombstone),
+/// and nothing of them is left.
+#[tokio::test]
+async fn erasure_goes_through_many_batches() {
+    let app = spawn_app().await;
+    let key = app.create_application("batches-app").await;
+    let config_id = app.create_config(&key).await;
+    let (user, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let word = format!("zq{}", &Uuid::new_v4().simple().to_string()[..12]);
+    for _ in 0..130 {
+        app.create_session(&key, user, config_id).await;
+    }
+    let shared = id(&app.create_session(&key, other, config_id).await);
+    app.add_participant(&key, other, &shared, user, "editor")
+        .await;
+    append(&app, &key, other, &shared, json!([{"text": "keepword"}])).await;
+    // Messages 2..=351 in appends of 70: the tombstones' first batch (200)
+    // ends inside the third append.
+    for a in 0..5 {
+        let messages: Vec<_> = (0..70)
+            .map(|i| json!({"text": format!("{word} w{a}x{i}")}))
+            .collect();
+        append(&app, &key, user, &shared, json!(messages)).await;
+    }
+    assert_eq!(found(&app, &key, other, "w2x69").await, [shared.as_str()]);
+    counted(&app, user, 130 + 5).await;
+
+    let receipt = erased_receipt(&app, user).await;
+    assert_eq!(receipt["completed"], true, "{receipt}");
+    let counts = &receipt["counts"];
+    assert_eq!(counts["sessions_deleted"], 130, "{receipt}");
+    assert_eq!(counts["participations_removed"], 1, "{receipt}");
+    assert_eq!(counts["messages_tombstoned"], 350, "{receipt}");
+    // Five appends, the third rewritten by both batches.
+    assert_eq!(counts["search_documents_rebuilt"], 6, "{receipt}");
+
+    assert_eq!(rows_containing(&app, &user.to_string()).await, []);
+    assert_eq!(rows_containing(&app, &word).await, []);
+    for q in ["w0x0", "w2x0", "w2x69", "w4x69"] {
+        assert!(found(&app, &key, other, q).await.is_empty(), "{q}");
+    }
+    assert_eq!(
+        found(&app, &key, other, "keepword").await,
+        [shared.as_str()]
+    );
+    let messages = transcript(&app, &key, other, &shared).await;
+    assert_eq!(messages.len(), 351);
+    assert_eq!(messages[0], (1, json!({"text": "keepword"})));
+    assert!(
+        messages[1..]
+            .iter()
+            .enumerate()
+            .all(|(i, m)| *m == (i as i64 + 2, erased()))
+    );
 }
