@@ -17,6 +17,7 @@ mod participants;
 mod problems;
 mod sessions;
 mod trash;
+mod user_data;
 mod users;
 mod validate;
 
@@ -113,6 +114,8 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(trash::list))
         .routes(routes!(audit::list))
         .routes(routes!(audit::session_trail))
+        .routes(routes!(user_data::erase))
+        .routes(routes!(user_data::export))
         .routes(routes!(docs::openapi_json))
         .routes(routes!(docs::page))
         .split_for_parts()

@@ -33,6 +33,13 @@ impl TryFrom<String> for UserRef {
     }
 }
 
+impl UserRef {
+    /// The user named, `me` being `caller`.
+    pub fn id_or(&self, caller: Uuid) -> Uuid {
+        self.0.unwrap_or(caller)
+    }
+}
+
 /// The longest text query accepted.
 const MAX_QUERY_CHARS: usize = 256;
 
@@ -87,7 +94,7 @@ pub async fn sessions(
     PathParams(user): PathParams<UserRef>,
     QueryParams(query): QueryParams<PageQuery>,
 ) -> Result<Json<UserSessions>, ApiError> {
-    let user_id = user.0.unwrap_or(caller.user_id);
+    let user_id = user.id_or(caller.user_id);
     if user_id != caller.user_id {
         return Err(ApiError::Forbidden(
             "a user may only list their own sessions".to_owned(),

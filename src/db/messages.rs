@@ -329,6 +329,29 @@ const SWEEP_BATCH: i64 = 1000;
 /// (alive then) reads, so nothing a session can read is deleted. Queue
 /// entries another sweep holds are skipped.
 pub async fn sweep(client: &impl GenericClient) -> Result<u64, DbError> {
+    let mut deleted = 0;
+    loop {
+        let batch = sweep_batch(client).await?;
+        deleted += batch.deleted;
+        if !batch.queued {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// One statement of [`sweep`].
+pub struct SweptBatch {
+    /// Whether a queue entry was found (`false`: the queue is empty, or
+    /// every entry is held by another sweep).
+    pub queued: bool,
+    /// Messages and documents deleted.
+    pub deleted: u64,
+}
+
+/// One batch of [`sweep`]: at most [`SWEEP_BATCH`] messages and as many
+/// documents of one queued origin. For callers that take a connection per
+/// batch (erasure).
+pub async fn sweep_batch(client: &impl GenericClient) -> Result<SweptBatch, DbError> {
     let stmt = client
         .prepare_cached(
             "WITH queued AS (
@@ -374,12 +397,9 @@ pub async fn sweep(client: &impl GenericClient) -> Result<u64, DbError> {
                     (SELECT count(*) FROM messages) + (SELECT count(*) FROM documents) AS deleted",
         )
         .await?;
-    let mut deleted = 0;
-    loop {
-        let row = client.query_one(&stmt, &[&SWEEP_BATCH]).await?;
-        deleted += row.get::<_, i64>("deleted") as u64;
-        if row.get::<_, i64>("queued") == 0 {
-            return Ok(deleted);
-        }
-    }
+    let row = client.query_one(&stmt, &[&SWEEP_BATCH]).await?;
+    Ok(SweptBatch {
+        queued: row.get::<_, i64>("queued") > 0,
+        deleted: row.get::<_, i64>("deleted") as u64,
+    })
 }

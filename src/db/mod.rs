@@ -6,6 +6,7 @@ pub mod audit;
 pub(crate) mod caller;
 pub mod configs;
 pub mod entra;
+pub mod erasure;
 mod error;
 pub mod events;
 pub mod idempotency;
@@ -19,6 +20,7 @@ pub mod sessions;
 mod statement;
 pub mod tls;
 pub mod trash;
+pub mod user_export;
 
 pub use caller::{Guarded, KeyRefusal};
 pub use error::DbError;

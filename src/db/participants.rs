@@ -414,20 +414,25 @@ pub async fn sessions_of_user(
     check_key(&rows[0])?;
     rows.iter()
         .filter(|row| row.get::<_, Option<Uuid>>("session_id").is_some())
-        .map(|row| {
-            Ok(UserSession {
-                session_id: row.get("session_id"),
-                config_id: row.get("config_id"),
-                owner_user_id: row.get("owner_user_id"),
-                status: row.get("status"),
-                role: db_role(row.get("role"))?,
-                joined_at: row.get("joined_at"),
-                last_active_at: row.get("last_active_at"),
-                message_count: row.get("message_count"),
-                metadata: row.get::<_, Option<Value>>("metadata").unwrap_or_default(),
-                created_at: row.get("created_at"),
-                updated_at: row.get("updated_at"),
-            })
-        })
+        .map(UserSession::try_from)
         .collect()
+}
+
+impl TryFrom<&Row> for UserSession {
+    type Error = DbError;
+    fn try_from(row: &Row) -> Result<Self, DbError> {
+        Ok(UserSession {
+            session_id: row.get("session_id"),
+            config_id: row.get("config_id"),
+            owner_user_id: row.get("owner_user_id"),
+            status: row.get("status"),
+            role: db_role(row.get("role"))?,
+            joined_at: row.get("joined_at"),
+            last_active_at: row.get("last_active_at"),
+            message_count: row.get("message_count"),
+            metadata: row.get::<_, Option<Value>>("metadata").unwrap_or_default(),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+        })
+    }
 }

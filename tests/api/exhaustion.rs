@@ -111,22 +111,36 @@ async fn a_stalled_request_body_is_a_408() {
 async fn a_stalled_reader_is_disconnected_and_logged_with_the_bytes_it_took() {
     let app = spawn_app().await;
     let f = app.fixture().await;
+    let path = format!("/api/sessions/{}/export", f.session_id);
+    stalled_reader_of(&app, &f, &path).await;
+}
+
+/// The same for a user's export (export-user): the stream of their data
+/// ends with the connection of a client that stops reading.
+#[tokio::test]
+async fn a_stalled_reader_of_a_users_export_is_disconnected() {
+    let app = spawn_app().await;
+    let f = app.fixture().await;
+    stalled_reader_of(&app, &f, "/api/users/me/export").await;
+}
+
+async fn stalled_reader_of(app: &TestApp, f: &Fixture, path: &str) {
     // About 8 MiB of transcript: more than the socket buffers hold.
-    append_large_messages(&app, &f, 8).await;
+    append_large_messages(app, f, 8).await;
     let mut vars = base_vars(&app.database_url);
     vars.insert("LOG_FORMAT".into(), "json".into());
     vars.insert("HTTP_WRITE_TIMEOUT_MS".into(), "300".into());
     let served = Served::start(vars).await;
     let token = app.token(f.owner);
     let export = format!(
-        "GET /api/sessions/{}/export HTTP/1.1\r\nHost: test\r\nX-API-Key: {}\r\n\
+        "GET {path} HTTP/1.1\r\nHost: test\r\nX-API-Key: {}\r\n\
          Authorization: Bearer {token}\r\n\r\n",
-        f.session_id, f.key
+        f.key
     );
 
     // A reader that takes everything: one line, complete, every byte.
     let whole = reqwest::Client::new()
-        .get(served.url(&format!("/api/sessions/{}/export", f.session_id)))
+        .get(served.url(path))
         .header("X-API-Key", &f.key)
         .bearer_auth(&token)
         .send()

@@ -13,6 +13,7 @@ mod configs;
 mod cors;
 mod docs;
 mod drills;
+mod erasure;
 mod errors;
 mod events;
 mod exhaustion;
