@@ -322,6 +322,28 @@ const SWEEP_BATCH: i64 = 1000;
 /// (alive then) reads, so nothing a session can read is deleted. Queue
 /// entries another sweep holds are skipped.
 pub async fn sweep(client: &impl GenericClient) -> Result<u64, DbError> {
+    let mut deleted = 0;
+    loop {
+        let step = sweep_step(client).await?;
+        deleted += step.deleted;
+        if !step.queued {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// What one statement of [`sweep`] did.
+pub struct SweepStep {
+    /// Whether the queue had an entry (not held by another sweep).
+    pub queued: bool,
+    /// Messages and documents deleted.
+    pub deleted: u64,
+}
+
+/// One statement of [`sweep`]: a batch of one queued transcript's rows
+/// (the queue entry goes once none are left), for callers that take a
+/// connection per statement (the purge).
+pub async fn sweep_step(client: &impl GenericClient) -> Result<SweepStep, DbError> {
     let stmt = client
         .prepare_cached(
             "WITH queued AS (
@@ -367,12 +389,9 @@ pub async fn sweep(client: &impl GenericClient) -> Result<u64, DbError> {
                     (SELECT count(*) FROM messages) + (SELECT count(*) FROM documents) AS deleted",
         )
         .await?;
-    let mut deleted = 0;
-    loop {
-        let row = client.query_one(&stmt, &[&SWEEP_BATCH]).await?;
-        deleted += row.get::<_, i64>("deleted") as u64;
-        if row.get::<_, i64>("queued") == 0 {
-            return Ok(deleted);
-        }
-    }
+    let row = client.query_one(&stmt, &[&SWEEP_BATCH]).await?;
+    Ok(SweepStep {
+        queued: row.get::<_, i64>("queued") > 0,
+        deleted: row.get::<_, i64>("deleted") as u64,
+    })
 }

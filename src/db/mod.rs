@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod participants;
 mod pool;
 pub mod pooled;
+pub mod purge;
 pub mod sessions;
 pub mod tls;
 

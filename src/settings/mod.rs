@@ -6,13 +6,14 @@
 //! One module per concern: `database`, `auth` (user tokens and keys),
 //! `azure` (Key Vault and the Azure credential), `http` (what the HTTP
 //! layer needs), `limits` (what one session may hold), `rate` (requests per minute),
-//! `events` (live sessions).
+//! `events` (live sessions), `lifecycle` (retention and the purge).
 
 mod auth;
 mod azure;
 mod database;
 mod events;
 mod http;
+mod lifecycle;
 mod limits;
 mod rate;
 
@@ -30,6 +31,7 @@ pub use azure::{AzureSettings, CredentialKind, KeyVaultSettings, SecretNames};
 pub use database::{DatabaseAuth, DatabaseSettings, parse_database_url};
 pub use events::EventSettings;
 pub use http::HttpSettings;
+pub use lifecycle::{LifecycleSettings, MAX_RETENTION_DAYS, PurgeSchedule};
 pub use limits::SessionLimits;
 pub use rate::{PerMinute, RateLimits};
 
@@ -110,6 +112,8 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     /// Live sessions: streams and the listening connection.
     pub events: EventSettings,
+    /// Retention and the purge (`lifecycle`).
+    pub lifecycle: LifecycleSettings,
     pub auth: AuthSettings,
     /// Secrets come from this Key Vault when set (see `secrets`).
     pub key_vault: Option<KeyVaultSettings>,
@@ -214,6 +218,7 @@ impl Settings {
             limits: limits::from_vars(&vars)?,
             rate_limits: rate::from_vars(&vars, environment)?,
             events: events::from_vars(&vars)?,
+            lifecycle: lifecycle::from_vars(&vars)?,
             auth: auth::from_vars(&vars, environment, key_vault.is_some())?,
             azure: azure::azure_settings(&vars, environment)?,
             fetch_timeout: Duration::from_millis(vars.parse_or("FETCH_TIMEOUT_MS", 5000)?),
