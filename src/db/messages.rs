@@ -311,8 +311,13 @@ pub async fn export_page(
     Ok(rows.iter().map(StoredMessage::from).collect())
 }
 
-/// Rows (messages and search documents) deleted per statement by [`sweep`].
+/// Rows (messages and search documents) of one queued transcript deleted
+/// per statement by [`sweep`].
 const SWEEP_BATCH: i64 = 1000;
+/// Queued transcripts one statement of [`sweep`] takes on, each with its
+/// own batch: deleting many small transcripts (a purge's) costs a
+/// statement per [`SWEEP_ORIGINS`], not one each.
+const SWEEP_ORIGINS: i64 = 32;
 
 /// Deletes the messages and documents that no session reads any more:
 /// those of deleted sessions (queued by migration V13's trigger) beyond
@@ -340,15 +345,16 @@ pub struct SweepStep {
     pub deleted: u64,
 }
 
-/// One statement of [`sweep`]: a batch of one queued transcript's rows
-/// (the queue entry goes once none are left), for callers that take a
-/// connection per statement (the purge).
+/// One statement of [`sweep`]: a batch of the rows of each of up to
+/// [`SWEEP_ORIGINS`] queued transcripts (an entry goes once none of its
+/// rows are left), for callers that take a connection per statement (the
+/// purge).
 pub async fn sweep_step(client: &impl GenericClient) -> Result<SweepStep, DbError> {
     let stmt = client
         .prepare_cached(
             "WITH queued AS (
                  SELECT id, origin_id FROM transcripts_to_sweep
-                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
              ), kept AS (
                  -- How far sessions still read the origin's rows: all of
                  -- them while it exists (its own lineage row).
@@ -364,7 +370,7 @@ pub async fn sweep_step(client: &impl GenericClient) -> Result<SweepStep, DbErro
                      ORDER BY seq DESC LIMIT $1
                  ) doomed
                  WHERE m.session_id = k.origin_id AND m.seq = doomed.seq
-                 RETURNING 1
+                 RETURNING m.session_id
              ), documents AS (
                  -- Readers see documents ending within what they read; the
                  -- metadata's (first_seq 0) only the session's own.
@@ -378,18 +384,28 @@ pub async fn sweep_step(client: &impl GenericClient) -> Result<SweepStep, DbErro
                  ) doomed
                  WHERE d.session_id = k.origin_id AND d.first_seq = doomed.first_seq
                    AND d.last_seq = doomed.last_seq AND d.part = doomed.part
-                 RETURNING 1
+                 RETURNING d.session_id
+             ), tally AS (
+                 -- Per origin: a full batch of either means more may be left.
+                 SELECT session_id, count(*) FILTER (WHERE kind = 'm') AS messages,
+                        count(*) FILTER (WHERE kind = 'd') AS documents
+                 FROM (SELECT session_id, 'm' AS kind FROM messages
+                       UNION ALL SELECT session_id, 'd' FROM documents) r
+                 GROUP BY session_id
              ), done AS (
-                 DELETE FROM transcripts_to_sweep t USING kept k
+                 DELETE FROM transcripts_to_sweep t
+                 USING kept k LEFT JOIN tally ON tally.session_id = k.origin_id
                  WHERE t.id = k.id
-                   AND (SELECT count(*) FROM messages) < $1
-                   AND (SELECT count(*) FROM documents) < $1
+                   AND COALESCE(tally.messages, 0) < $1
+                   AND COALESCE(tally.documents, 0) < $1
              )
              SELECT (SELECT count(*) FROM queued) AS queued,
                     (SELECT count(*) FROM messages) + (SELECT count(*) FROM documents) AS deleted",
         )
         .await?;
-    let row = client.query_one(&stmt, &[&SWEEP_BATCH]).await?;
+    let row = client
+        .query_one(&stmt, &[&SWEEP_BATCH, &SWEEP_ORIGINS])
+        .await?;
     Ok(SweepStep {
         queued: row.get::<_, i64>("queued") > 0,
         deleted: row.get::<_, i64>("deleted") as u64,
