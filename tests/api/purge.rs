@@ -573,3 +573,34 @@ async fn the_retention_override_is_validated() {
         .unwrap();
     expect_status(response, StatusCode::OK).await;
 }
+
+/// A session a request holds is skipped, not waited for (`SKIP LOCKED`):
+/// the purge goes on with the rest, and a later one takes it. 20 times.
+#[tokio::test]
+async fn the_purge_skips_a_session_a_request_holds() {
+    let app = spawn_with_retention().await;
+    let caller = Caller::new(&app, "held-app", json!({})).await;
+    for round in 0..20 {
+        let held = caller.session().await;
+        let free = caller.session().await;
+        inactive_for(&app, &held, 8).await;
+        inactive_for(&app, &free, 8).await;
+        let blocker = app.hold_the_session_row(&held).await;
+        let logs = tokio::time::timeout(std::time::Duration::from_secs(30), invoke_timer(&app))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the purge waited for the held row"));
+        assert!(
+            logs[0].starts_with("purged: 1 inactive"),
+            "round {round}: {logs:?}"
+        );
+        assert!(exists(&app, &held).await, "round {round}");
+        assert!(!exists(&app, &free).await, "round {round}");
+        blocker.batch_execute("ROLLBACK").await.unwrap();
+        let logs = invoke_timer(&app).await;
+        assert!(
+            logs[0].starts_with("purged: 1 inactive"),
+            "round {round}: {logs:?}"
+        );
+        assert!(!exists(&app, &held).await, "round {round}");
+    }
+}
