@@ -168,6 +168,7 @@ def main():
         "users": counts.get("users", 0), "transcript_rows": counts.get("transcript rows", 0),
         "batches": batches, "longest_batch_ms": longest, "left": left,
         "batch_size": 2000, "connections": args.connections, "duration": args.duration,
+        "before_runs": args.before_runs,
         "functions": {name: {"before": statistics.median(before[name]),
                              "during": statistics.median(during[name]) if during[name] else None,
                              "during_max": max(during[name]) if during[name] else None,
@@ -201,7 +202,7 @@ participant and its lineage row, generated with SQL in {r['generated_s']:.0f} s
 {g['users']:,} users). Then create-session and append-messages through wrk
 ({r['connections']} connections, {r['duration']} s runs) before the purge
 and while the timer's invocation (`POST /purge-expired`) purges on the
-same instance: p99 in ms, the median of the runs (before: 3; during:
+same instance: p99 in ms, the median of the runs (before: {r['before_runs']}; during:
 {min(f['runs_during'] for f in r['functions'].values())} or more).
 
 | function | p99 before | p99 during the purge | during / before | target |
