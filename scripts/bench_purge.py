@@ -169,6 +169,7 @@ def main():
         "batches": batches, "longest_batch_ms": longest, "left": left,
         "batch_size": 2000, "connections": args.connections, "duration": args.duration,
         "before_runs": args.before_runs,
+        "build": "debug" if "/debug/" in bench.BIN else "release",
         "functions": {name: {"before": statistics.median(before[name]),
                              "during": statistics.median(during[name]) if during[name] else None,
                              "during_max": max(during[name]) if during[name] else None,
@@ -195,7 +196,7 @@ def write(path, r):
     section = f"""{BEGIN}
 ## Retention purge (issue 18)
 
-`scripts/bench_purge.py`. {r['sessions']:,} sessions inactive for 30 days
+`scripts/bench_purge.py` ({r['build']} build of the service). {r['sessions']:,} sessions inactive for 30 days
 (retention 7), each with two messages, a search document, its owner as
 participant and its lineage row, generated with SQL in {r['generated_s']:.0f} s
 ({g['session_messages']:,} messages, {g['session_search']:,} documents,
