@@ -243,6 +243,26 @@ async fn without_a_host_there_is_no_timer_route() {
     assert!(detail.contains("no function"), "{detail}");
 }
 
+/// ... and purges on `PURGE_SCHEDULE` by itself (every second here).
+#[tokio::test]
+async fn without_a_host_the_process_purges_on_its_schedule() {
+    let app = spawn_app_with(&[
+        ("PURGE_IN_PROCESS", "true"),
+        ("PURGE_SCHEDULE", "* * * * * *"),
+        ("MAX_SESSION_AGE_DAYS", "7"),
+    ])
+    .await;
+    let caller = Caller::new(&app, "scheduled-app", json!({})).await;
+    let inactive = caller.session().await;
+    let active = caller.session().await;
+    inactive_for(&app, &inactive, 8).await;
+    wait_for("the scheduled purge", || async {
+        !exists(&app, &inactive).await
+    })
+    .await;
+    assert!(exists(&app, &active).await);
+}
+
 #[tokio::test]
 async fn the_purge_removes_what_is_past_retention_and_keeps_the_rest() {
     let app = spawn_with_retention().await;
