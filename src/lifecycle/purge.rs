@@ -96,7 +96,7 @@ impl Batches<'_> {
     }
 }
 
-/// Runs one purge (or, `dry_run`/// Runs one purge (or, `dry_run`, counts what it would remove), unless
+/// Runs one purge (or, `dry_run`, counts what it would remove), unless
 /// another holds the lock.
 pub async fn run(db: &Database, settings: &Settings, dry_run: bool) -> Result<Outcome, DbError> {
     let started = Instant::now();
