@@ -212,10 +212,13 @@ same instance: p99 in ms, the median of the runs (before: {r['before_runs']}; du
 
 **The purge**: {r['purged']:,} sessions in {r['purge_s']:.0f} s,
 **{rate:,.0f} sessions/s** end to end, which includes the sweep of their
-{r['transcript_rows']:,} messages and search documents and the
+messages and search documents ({r['transcript_rows']:,} rows by the purge's
+own sweep; the instance's periodic sweep, running alongside, takes the
+others, each skipping the queue entries the other holds) and the
 {r['users']:,} users left without a session; {r['batches']:,} statements
 (batches of {r['batch_size']:,}), the longest {r['longest_batch_ms']:,} ms.
-Expired sessions left afterwards: {r['left']:,}.
+Expired sessions left afterwards: {r['left']:,}. The ratio compares the
+medians of the runs' p99s; the worst single runs are shown, not explained.
 {END}
 """
     text = open(path).read() if os.path.exists(path) else ""
