@@ -55,6 +55,24 @@ param poolMaxSize int = 5
 @description('Server connections the built-in PgBouncer opens for the app (General Purpose and Memory Optimized tiers).')
 param pgbouncerPoolSize int = 50
 
+@description('MAX_SESSION_AGE_DAYS: sessions inactive this long are purged (0: kept forever; applications may override it).')
+@minValue(0)
+@maxValue(36500)
+param maxSessionAgeDays int = 0
+
+@description('TRASH_RETENTION_DAYS: how long a deleted session stays restorable in the trash before the purge removes it.')
+@minValue(0)
+@maxValue(36500)
+param trashRetentionDays int = 30
+
+@description('AUDIT_RETENTION_DAYS: how long audit events are kept.')
+@minValue(0)
+@maxValue(36500)
+param auditRetentionDays int = 365
+
+@description('PURGE_SCHEDULE: when the purge-expired timer runs, NCRONTAB with seconds, UTC.')
+param purgeSchedule string = '0 0 3 * * *'
+
 @description('recover when a soft-deleted vault of this resource group exists (scripts/deploy.sh finds out).')
 @allowed(['default', 'recover'])
 param keyVaultCreateMode string = 'default'
@@ -146,6 +164,15 @@ module functionApp 'modules/functionapp.bicep' = {
       JWT_AUDIENCE: jwtAudience
       JWT_USER_CLAIM: 'oid'
       LOG_LEVEL: 'info'
+      // Retention: the purge-expired timer function reads its schedule
+      // from PURGE_SCHEDULE (%PURGE_SCHEDULE% in its function.json); the
+      // host runs it on one instance at a time with a blob lease in
+      // AzureWebJobsStorage (the identity's Storage Blob Data Owner role,
+      // modules/storage.bicep).
+      MAX_SESSION_AGE_DAYS: string(maxSessionAgeDays)
+      TRASH_RETENTION_DAYS: string(trashRetentionDays)
+      AUDIT_RETENTION_DAYS: string(auditRetentionDays)
+      PURGE_SCHEDULE: purgeSchedule
     }
   }
 }

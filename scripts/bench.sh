@@ -7,17 +7,20 @@
 # (issue 15's attacks on one instance), scripts/bench_shares.py (issue 16:
 # one application's flood of slow requests against another's reads) and
 # scripts/bench_limits.py (issue 16's rate limits) and scripts/bench_events.py
-# (issue 17's live sessions: streams over two instances) add their sections.
+# (issue 17's live sessions: streams over two instances) and
+# scripts/bench_purge.py (issue 18's retention purge of 1,000,000 expired
+# sessions under load) add their sections.
 # Environment: BENCH_DURATION (s per run, default 10), BENCH_CONNECTIONS
 # (default 8), BENCH_USERS (default 200), BENCH_GROWTH_MESSAGES (default
-# 100000), BENCH_SCALE_SESSIONS (default 1000000), BENCH_ONLY=attacks,
-# shares, limits or events (only that section).
+# 100000), BENCH_SCALE_SESSIONS (default 1000000), BENCH_PURGE_SESSIONS
+# (default 1000000), BENCH_ONLY=attacks, shares, limits, events or purge
+# (only that section).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only=${BENCH_ONLY:-}
 case "$only" in
-  ""|attacks|shares|limits|events) ;;
-  *) echo "bench: BENCH_ONLY must be attacks, shares, limits or events" >&2; exit 1 ;;
+  ""|attacks|shares|limits|events|purge) ;;
+  *) echo "bench: BENCH_ONLY must be attacks, shares, limits, events or purge" >&2; exit 1 ;;
 esac
 
 scripts/install-deps.sh
@@ -58,4 +61,8 @@ if [ -z "$only" ] || [ "$only" = limits ]; then
 fi
 if [ -z "$only" ] || [ "$only" = events ]; then
   python3 scripts/bench_events.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt"
+fi
+if [ -z "$only" ] || [ "$only" = purge ]; then
+  python3 scripts/bench_purge.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt" \
+    --sessions "${BENCH_PURGE_SESSIONS:-1000000}"
 fi

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod lifecycle;
 pub mod limits;
 pub mod refresh;
 pub mod roles;

@@ -3,10 +3,12 @@ use std::process::ExitCode;
 use amplifier_sessions::auth::token::issue_dev_token;
 use amplifier_sessions::db;
 use amplifier_sessions::db::entra::EntraPassword;
+use amplifier_sessions::lifecycle;
 use amplifier_sessions::secrets::{Secrets, credential};
 use amplifier_sessions::settings::DatabaseAuth;
 use amplifier_sessions::settings::Settings;
 use amplifier_sessions::startup::Application;
+use amplifier_sessions::state::AppState;
 use amplifier_sessions::telemetry;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
@@ -33,6 +35,14 @@ enum Command {
         /// objects later migrations create.
         #[arg(long, value_name = "ROLE")]
         grant_to: Option<String>,
+    },
+    /// Purge once what is past its retention (inactive sessions, the
+    /// trash, users with no session left, old audit events), then exit;
+    /// does nothing if another purge is running.
+    Purge {
+        /// Only count what would be purged; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print a user token signed with the configured key (not in staging/production).
     DevToken {
@@ -61,6 +71,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => runtime.block_on(serve(settings)),
         Command::Migrate { grant_to } => runtime.block_on(migrate(settings, grant_to)),
+        Command::Purge { dry_run } => runtime.block_on(purge(settings, dry_run)),
         Command::DevToken { user, ttl_minutes } => dev_token(&settings, user, ttl_minutes),
     };
     match result {
@@ -103,6 +114,44 @@ async fn migrate(settings: Settings, grant_to: Option<String>) -> Result<(), Str
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("database schema is up to date");
+    Ok(())
+}
+
+async fn purge(settings: Settings, dry_run: bool) -> Result<(), String> {
+    let state = AppState::new(settings).map_err(|e| e.to_string())?;
+    match lifecycle::run(&state.db, &state.settings, dry_run)
+        .await
+        .map_err(|e| format!("purge failed: {e}"))?
+    {
+        lifecycle::Outcome::Done(report) => {
+            let c = &report.counts;
+            let verb = if dry_run { "would purge" } else { "purged" };
+            println!("{verb}:");
+            println!(
+                "  sessions inactive past their retention: {}",
+                c.sessions_inactive
+            );
+            println!(
+                "  sessions in the trash past TRASH_RETENTION_DAYS: {}",
+                c.sessions_from_trash
+            );
+            println!("  users with no session left: {}", c.users);
+            println!(
+                "  audit events past AUDIT_RETENTION_DAYS: {}",
+                c.audit_events
+            );
+            if !dry_run {
+                println!("  messages and search documents: {}", c.transcript_rows);
+            }
+            println!(
+                "{} batches, the longest {} ms; {} ms in all",
+                report.batches, report.longest_batch_ms, report.elapsed_ms
+            );
+        }
+        lifecycle::Outcome::Skipped => {
+            println!("skipped: another purge holds the lock");
+        }
+    }
     Ok(())
 }
 

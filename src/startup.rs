@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -18,6 +18,7 @@ use crate::api;
 use crate::auth;
 use crate::error::ApiError;
 use crate::events::Events;
+use crate::lifecycle;
 use crate::limits;
 use crate::serve;
 use crate::settings::{HttpSettings, Settings};
@@ -39,6 +40,9 @@ impl Application {
         let listener = TcpListener::bind(addr).await?;
         let http = settings.http.clone();
         let state = AppState::new(settings).map_err(std::io::Error::other)?;
+        if state.settings.lifecycle.purge_in_process {
+            lifecycle::schedule::spawn(state.db.clone(), state.settings.clone());
+        }
         let events = state.events.clone();
         let router = router(state);
         Ok(Self {
@@ -76,6 +80,8 @@ pub fn router(state: AppState) -> Router {
     let router = api
         // The Functions host polls `/` until it answers; any response counts.
         .route("/", get(|| async { "amplifier-sessions" }))
+        // The host's timer trigger: not a public function (see lifecycle::timer).
+        .route(lifecycle::timer::PATH, post(lifecycle::timer::invoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

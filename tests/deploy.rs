@@ -332,6 +332,21 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
         .unwrap()
         .to_owned();
     assert!(admin_key.len() >= 32);
+    // The timer function is in the package, its schedule among the app
+    // settings (the host refuses a function whose %SETTING% is unset).
+    let site = state.join("site");
+    assert_eq!(
+        std::fs::read(site.join("purge-expired/function.json")).unwrap(),
+        std::fs::read(repo_path("functions/purge-expired/function.json")).unwrap()
+    );
+    assert_eq!(settings["PURGE_SCHEDULE"], "0 0 3 * * *");
+    for name in [
+        "MAX_SESSION_AGE_DAYS",
+        "TRASH_RETENTION_DAYS",
+        "AUDIT_RETENTION_DAYS",
+    ] {
+        assert!(settings[name].is_string(), "{name} not among {settings}");
+    }
     if running_as_root() {
         let pid = std::fs::read_to_string(state.join("site.pid")).unwrap();
         let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
@@ -364,6 +379,26 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
         .unwrap();
     let health = http.get(rehearsal.url("/api/health")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
+    // The timer's invocation, as the host POSTs it on the handler's port:
+    // the deployed app purges (its lock on the direct connection, its
+    // batches through PgBouncer) and answers in the host's protocol.
+    let timer = expect_status(
+        http.post(rehearsal.url("/purge-expired"))
+            .json(
+                &json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true},
+                                              "ScheduleStatus": null, "IsPastDue": false}},
+                          "Metadata": {"sys": {"MethodName": "purge-expired"}}}),
+            )
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        timer["Logs"][0].as_str().unwrap().starts_with("purged: "),
+        "{timer}"
+    );
     let key = register_application(&http, &rehearsal.url(""), &admin_key, "web-app").await;
     let token = |user: Uuid| {
         sign(

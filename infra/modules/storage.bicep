@@ -4,7 +4,11 @@ param name string
 param location string
 param principalId string
 
-// Storage Blob Data Owner
+// Storage Blob Data Owner: the host keeps its keys, and the timer
+// trigger's schedule status and singleton lease (one instance runs
+// purge-expired at a time), as blobs in AzureWebJobsStorage; leases need
+// Owner, not Contributor (Learn: "Connecting to host storage with an
+// identity"). scripts/check_infra.py asserts this assignment.
 var blobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {

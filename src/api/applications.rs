@@ -25,7 +25,10 @@ pub struct CreateApplication {
     /// object overrides the rate limits for this application:
     /// `requests_per_minute` (one user), `writes_per_minute` (one user's
     /// writes), `app_requests_per_minute` (all its requests); 0 is
-    /// unlimited, and instances apply a change within a sync interval.
+    /// unlimited, and instances apply a change within a sync interval. Its
+    /// `retention` object, `{"max_session_age_days": n}`, overrides
+    /// MAX_SESSION_AGE_DAYS for the sessions this application creates
+    /// (0 keeps them forever).
     #[serde(default)]
     settings: AppSettings,
 }
@@ -63,7 +66,8 @@ pub struct ApplicationList {
 pub struct UpdateApplication {
     app_name: Option<Name>,
     is_active: Option<bool>,
-    /// Replaces the settings (see create-application for `rate_limits`);
+    /// Replaces the settings (see create-application for `rate_limits`
+    /// and `retention`);
     /// at most 64 KiB as JSON.
     settings: Option<AppSettings>,
 }

@@ -197,7 +197,10 @@ impl JsonObject {
 /// An application's `settings`: a [`JsonObject`] whose `rate_limits`, if
 /// any, overrides the rate limit settings for this application:
 /// `{"requests_per_minute": n, "writes_per_minute": n,
-/// "app_requests_per_minute": n}`, each optional, 0 for unlimited.
+/// "app_requests_per_minute": n}`, each optional, 0 for unlimited; and
+/// whose `retention`, if any, overrides MAX_SESSION_AGE_DAYS for the
+/// sessions it creates: `{"max_session_age_days": n}`, 0 keeping them
+/// forever.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(try_from = "Map<String, Value>")]
 #[schema(value_type = Object)]
@@ -222,6 +225,25 @@ impl TryFrom<Map<String, Value>> for AppSettings {
                         "rate_limits.{name} must be a whole number of requests per minute, \
                          0 (unlimited) to {}",
                         u32::MAX
+                    ));
+                }
+            }
+        }
+        if let Some(retention) = map.get("retention") {
+            let Some(retention) = retention.as_object() else {
+                return Err("retention must be an object".to_owned());
+            };
+            for (name, value) in retention {
+                if name != "max_session_age_days" {
+                    return Err(format!(
+                        "retention.{name} is not a retention setting; use max_session_age_days"
+                    ));
+                }
+                let max = crate::settings::MAX_RETENTION_DAYS;
+                if value.as_u64().is_none_or(|days| days > u64::from(max)) {
+                    return Err(format!(
+                        "retention.max_session_age_days must be a whole number of days, \
+                         0 (kept forever) to {max}"
                     ));
                 }
             }

@@ -1,4 +1,5 @@
-//! A connection that LISTENs: session-level state, so never from the pool
+//! A connection that LISTENs (or holds the purge's advisory lock):
+//! session-level state, so never from the pool
 //! (which may go through PgBouncer in transaction mode, where LISTEN does
 //! not work); the same database, login and TLS, optionally at another host
 //! or port (`DATABASE_LISTEN_HOST`, `DATABASE_LISTEN_PORT`).
@@ -27,17 +28,27 @@ pub async fn listen(
     port: Option<u16>,
     channel: &str,
 ) -> Result<Listening, DbError> {
-    let config = retarget(&db.direct_config().await?, host, port);
-    let listening = if config.get_ssl_mode() == SslMode::Disable {
-        connect(&config, NoTls).await?
-    } else {
-        connect(&config, super::tls::connector_async().await?).await?
-    };
+    let listening = direct(db, host, port).await?;
     listening
         .client
         .batch_execute(&format!("LISTEN {channel}"))
         .await?;
     Ok(listening)
+}
+
+/// A connection of its own, outside the pool, for session-level state
+/// (LISTEN, the purge's advisory lock), at `host`/`port` when given.
+pub async fn direct(
+    db: &Database,
+    host: Option<&str>,
+    port: Option<u16>,
+) -> Result<Listening, DbError> {
+    let config = retarget(&db.direct_config().await?, host, port);
+    if config.get_ssl_mode() == SslMode::Disable {
+        connect(&config, NoTls).await
+    } else {
+        connect(&config, super::tls::connector_async().await?).await
+    }
 }
 
 async fn connect<T>(config: &Config, tls: T) -> Result<Listening, DbError>

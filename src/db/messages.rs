@@ -98,7 +98,7 @@ pub async fn append(
                  SET message_count = s.message_count + totals.n,
                      transcript_bytes = s.transcript_bytes + totals.bytes
                  FROM caller, totals
-                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[]) AND s.trashed_at IS NULL
+                 WHERE s.session_id = $2 AND caller.role = ANY($4::text[])
                    AND s.message_count + totals.n <= $6
                    AND s.transcript_bytes + totals.bytes <= $7
                  RETURNING s.message_count, s.transcript_bytes
@@ -122,8 +122,7 @@ pub async fn append(
              ) "
             ),
             guarded_select!(
-                ", bumped.message_count, totals.n, totals.bytes AS incoming_bytes,
-                   s.message_count AS count_before, s.transcript_bytes AS bytes_before",
+                ", bumped.message_count, totals.n, s.message_count AS count_before",
                 " CROSS JOIN totals
                   LEFT JOIN bumped ON true
                   LEFT JOIN sessions s ON s.session_id = $2"
@@ -158,22 +157,16 @@ pub async fn append(
         if !permitted.contains(&row.get::<_, &str>("caller_role")) {
             return Ok(None);
         }
-        // Neither limit: the session was trashed while this statement
-        // waited for its row (the UPDATE skipped it), so it is not found.
         let count_before: Option<i32> = row.get("count_before");
-        let bytes_before: Option<i64> = row.get("bytes_before");
-        let incoming: i64 = row.get("incoming_bytes");
-        Ok(count_before.zip(bytes_before).and_then(|(count, bytes)| {
+        Ok(count_before.map(|count| {
             if i64::from(count) + i64::from(n) > i64::from(limits.max_messages) {
-                Some(Appended::TooManyMessages {
+                Appended::TooManyMessages {
                     limit: limits.max_messages,
-                })
-            } else if bytes + incoming > limits.max_transcript_bytes {
-                Some(Appended::TooLarge {
-                    limit: limits.max_transcript_bytes,
-                })
+                }
             } else {
-                None
+                Appended::TooLarge {
+                    limit: limits.max_transcript_bytes,
+                }
             }
         }))
     })
@@ -318,8 +311,13 @@ pub async fn export_page(
     Ok(rows.iter().map(StoredMessage::from).collect())
 }
 
-/// Rows (messages and search documents) deleted per statement by [`sweep`].
+/// Rows (messages and search documents) of one queued transcript deleted
+/// per statement by [`sweep`].
 const SWEEP_BATCH: i64 = 1000;
+/// Queued transcripts one statement of [`sweep`] takes on, each with its
+/// own batch: deleting many small transcripts (a purge's) costs a
+/// statement per [`SWEEP_ORIGINS`], not one each.
+const SWEEP_ORIGINS: i64 = 32;
 
 /// Deletes the messages and documents that no session reads any more:
 /// those of deleted sessions (queued by migration V13's trigger) beyond
@@ -331,32 +329,32 @@ const SWEEP_BATCH: i64 = 1000;
 pub async fn sweep(client: &impl GenericClient) -> Result<u64, DbError> {
     let mut deleted = 0;
     loop {
-        let batch = sweep_batch(client).await?;
-        deleted += batch.deleted;
-        if !batch.queued {
+        let step = sweep_step(client).await?;
+        deleted += step.deleted;
+        if !step.queued {
             return Ok(deleted);
         }
     }
 }
 
-/// One statement of [`sweep`].
-pub struct SweptBatch {
-    /// Whether a queue entry was found (`false`: the queue is empty, or
-    /// every entry is held by another sweep).
+/// What one statement of [`sweep`] did.
+pub struct SweepStep {
+    /// Whether the queue had an entry (not held by another sweep).
     pub queued: bool,
     /// Messages and documents deleted.
     pub deleted: u64,
 }
 
-/// One batch of [`sweep`]: at most [`SWEEP_BATCH`] messages and as many
-/// documents of one queued origin. For callers that take a connection per
-/// batch (erasure).
-pub async fn sweep_batch(client: &impl GenericClient) -> Result<SweptBatch, DbError> {
+/// One statement of [`sweep`]: a batch of the rows of each of up to
+/// [`SWEEP_ORIGINS`] queued transcripts (an entry goes once none of its
+/// rows are left), for callers that take a connection per statement (the
+/// purge).
+pub async fn sweep_step(client: &impl GenericClient) -> Result<SweepStep, DbError> {
     let stmt = client
         .prepare_cached(
             "WITH queued AS (
                  SELECT id, origin_id FROM transcripts_to_sweep
-                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
              ), kept AS (
                  -- How far sessions still read the origin's rows: all of
                  -- them while it exists (its own lineage row).
@@ -372,7 +370,7 @@ pub async fn sweep_batch(client: &impl GenericClient) -> Result<SweptBatch, DbEr
                      ORDER BY seq DESC LIMIT $1
                  ) doomed
                  WHERE m.session_id = k.origin_id AND m.seq = doomed.seq
-                 RETURNING 1
+                 RETURNING m.session_id
              ), documents AS (
                  -- Readers see documents ending within what they read; the
                  -- metadata's (first_seq 0) only the session's own.
@@ -386,19 +384,29 @@ pub async fn sweep_batch(client: &impl GenericClient) -> Result<SweptBatch, DbEr
                  ) doomed
                  WHERE d.session_id = k.origin_id AND d.first_seq = doomed.first_seq
                    AND d.last_seq = doomed.last_seq AND d.part = doomed.part
-                 RETURNING 1
+                 RETURNING d.session_id
+             ), tally AS (
+                 -- Per origin: a full batch of either means more may be left.
+                 SELECT session_id, count(*) FILTER (WHERE kind = 'm') AS messages,
+                        count(*) FILTER (WHERE kind = 'd') AS documents
+                 FROM (SELECT session_id, 'm' AS kind FROM messages
+                       UNION ALL SELECT session_id, 'd' FROM documents) r
+                 GROUP BY session_id
              ), done AS (
-                 DELETE FROM transcripts_to_sweep t USING kept k
+                 DELETE FROM transcripts_to_sweep t
+                 USING kept k LEFT JOIN tally ON tally.session_id = k.origin_id
                  WHERE t.id = k.id
-                   AND (SELECT count(*) FROM messages) < $1
-                   AND (SELECT count(*) FROM documents) < $1
+                   AND COALESCE(tally.messages, 0) < $1
+                   AND COALESCE(tally.documents, 0) < $1
              )
              SELECT (SELECT count(*) FROM queued) AS queued,
                     (SELECT count(*) FROM messages) + (SELECT count(*) FROM documents) AS deleted",
         )
         .await?;
-    let row = client.query_one(&stmt, &[&SWEEP_BATCH]).await?;
-    Ok(SweptBatch {
+    let row = client
+        .query_one(&stmt, &[&SWEEP_BATCH, &SWEEP_ORIGINS])
+        .await?;
+    Ok(SweepStep {
         queued: row.get::<_, i64>("queued") > 0,
         deleted: row.get::<_, i64>("deleted") as u64,
     })

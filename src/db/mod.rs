@@ -16,6 +16,7 @@ pub mod migrate;
 pub mod participants;
 mod pool;
 pub mod pooled;
+pub mod purge;
 pub mod sessions;
 mod statement;
 pub mod tls;

@@ -209,8 +209,9 @@ pub struct TrashedSession {
     /// When it was deleted (moved to the trash).
     pub trashed_at: DateTime<Utc>,
     /// When the purge may delete it for good, unless it is restored first:
-    /// `trashed_at` plus `TRASH_RETENTION_DAYS`.
-    pub purge_after: DateTime<Utc>,
+    /// `trashed_at` plus `TRASH_RETENTION_DAYS`; `null` when that is 0
+    /// (the trash is kept until emptied by hand).
+    pub purge_after: Option<DateTime<Utc>>,
 }
 
 impl From<&Row> for TrashedSession {
@@ -252,7 +253,8 @@ pub async fn list(
             ", r.*",
             verdict_from!(),
             " LEFT JOIN LATERAL (
-                 SELECT s.*, s.trashed_at + make_interval(days => $4) AS purge_after
+                 SELECT s.*, CASE WHEN $4 > 0 THEN s.trashed_at + make_interval(days => $4) END
+                        AS purge_after
                  FROM session_participants p
                  JOIN sessions s ON s.session_id = p.session_id AND s.trashed_at IS NOT NULL
                  WHERE app.is_active AND p.user_id = $2 AND p.role = ANY($7::text[])

@@ -6,7 +6,7 @@
 //! One module per concern: `database`, `auth` (user tokens and keys),
 //! `azure` (Key Vault and the Azure credential), `http` (what the HTTP
 //! layer needs), `limits` (what one session may hold), `rate` (requests per minute),
-//! `events` (live sessions), `lifecycle` (data over time: the trash).
+//! `events` (live sessions), `lifecycle` (retention and the purge).
 
 mod auth;
 mod azure;
@@ -31,7 +31,7 @@ pub use azure::{AzureSettings, CredentialKind, KeyVaultSettings, SecretNames};
 pub use database::{DatabaseAuth, DatabaseSettings, parse_database_url};
 pub use events::EventSettings;
 pub use http::HttpSettings;
-pub use lifecycle::LifecycleSettings;
+pub use lifecycle::{LifecycleSettings, MAX_RETENTION_DAYS, PurgeSchedule};
 pub use limits::SessionLimits;
 pub use rate::{PerMinute, RateLimits};
 
@@ -112,7 +112,7 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     /// Live sessions: streams and the listening connection.
     pub events: EventSettings,
-    /// Data over time: how long the trash keeps a deleted session.
+    /// Retention and the purge (`lifecycle`).
     pub lifecycle: LifecycleSettings,
     pub auth: AuthSettings,
     /// Secrets come from this Key Vault when set (see `secrets`).

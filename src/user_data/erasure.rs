@@ -285,7 +285,7 @@ impl Run<'_> {
                 n
             }
             Step::Sweep => {
-                let swept = messages::sweep_batch(&*client).await?;
+                let swept = messages::sweep_step(&*client).await?;
                 counts.transcript_rows_swept += swept.deleted;
                 u64::from(swept.queued)
             }

@@ -14,13 +14,78 @@ fn read_json(relative: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
 
-/// (function name, METHOD, /api/route) for every `functions/*/function.json`.
+/// Every `functions/*/function.json`: (folder name, its bindings).
+fn function_files() -> Vec<(String, Vec<Value>)> {
+    std::fs::read_dir(repo_path("functions"))
+        .unwrap()
+        .map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let doc = read_json(&format!("functions/{name}/function.json"));
+            (name, doc["bindings"].as_array().unwrap().clone())
+        })
+        .collect()
+}
+
+/// The functions whose trigger is not HTTP: the host POSTs their
+/// invocations to `/{name}` on the handler's port, outside `/api`.
+fn non_http_functions() -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (name, bindings) in function_files() {
+        if bindings.iter().any(|b| b["type"] == "httpTrigger") {
+            continue;
+        }
+        assert_eq!(
+            bindings.len(),
+            1,
+            "{name}: a trigger and no output bindings"
+        );
+        let trigger = &bindings[0];
+        assert_eq!(
+            trigger["type"], "timerTrigger",
+            "{name}: an unknown trigger"
+        );
+        assert_eq!(trigger["direction"], "in", "{name}");
+        // The schedule is an app setting (%NAME%), so that the in-process
+        // schedule reads the same one; it must be set wherever the host runs.
+        let schedule = trigger["schedule"].as_str().unwrap();
+        let setting = schedule
+            .strip_prefix('%')
+            .and_then(|s| s.strip_suffix('%'))
+            .unwrap_or_else(|| panic!("{name}: schedule {schedule} is not an app setting"));
+        let bicep = std::fs::read_to_string(repo_path("infra/main.bicep")).unwrap();
+        assert!(
+            bicep
+                .lines()
+                .any(|line| line.trim_start().starts_with(&format!("{setting}: "))),
+            "{name}: infra/main.bicep does not set {setting}"
+        );
+        let local = read_json("local.settings.json");
+        assert!(
+            local["Values"][setting].is_string(),
+            "{name}: local.settings.json does not set {setting}"
+        );
+        found.insert(name);
+    }
+    found
+}
+
+#[test]
+fn the_purge_is_a_timer_function() {
+    assert_eq!(
+        non_http_functions().into_iter().collect::<Vec<_>>(),
+        ["purge-expired"]
+    );
+}
+
+/// (function name, METHOD, /api/route) for every HTTP-triggered
+/// `functions/*/function.json`.
 fn declared_functions() -> BTreeSet<(String, String, String)> {
     let mut declared = BTreeSet::new();
-    for entry in std::fs::read_dir(repo_path("functions")).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        let doc = read_json(&format!("functions/{name}/function.json"));
-        let bindings = doc["bindings"].as_array().unwrap();
+    let others = non_http_functions();
+    for (name, bindings) in function_files() {
+        if others.contains(&name) {
+            continue;
+        }
         let trigger = bindings
             .iter()
             .find(|b| b["type"] == "httpTrigger")
@@ -99,6 +164,16 @@ async fn the_served_openapi_document_lists_every_function() {
         }
     }
     assert_same("openapi.json", &served, "functions/", &declared_functions());
+    for name in non_http_functions() {
+        assert!(
+            doc["paths"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .all(|p| !p.contains(&name)),
+            "{name} is not a public function"
+        );
+    }
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["api_key"]["name"], "X-API-Key");
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
@@ -120,10 +195,24 @@ fn host_json_configures_the_custom_handler() {
     assert_eq!(local["Values"]["FUNCTIONS_WORKER_RUNTIME"], "custom");
 }
 
-/// Every entry of the table is really served (no 404/405 from the router).
+/// Every entry of the table is really served (no 404/405 from the router),
+/// and so is each non-HTTP function at `POST /{name}`, as the host calls it.
 #[tokio::test]
 async fn the_router_serves_every_function() {
     let app = spawn_app().await;
+    for name in non_http_functions() {
+        let response = app
+            .post(&format!("/{name}"))
+            .json(&serde_json::json!({"Data": {}, "Metadata": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "POST /{name} is not served"
+        );
+    }
     for f in api::functions() {
         let path = f
             .path

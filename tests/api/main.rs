@@ -35,6 +35,7 @@ mod pagination;
 mod participants;
 mod pool_shares;
 mod process;
+mod purge;
 mod rate_limits;
 mod rs256;
 mod sessions;
