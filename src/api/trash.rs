@@ -78,7 +78,7 @@ pub async fn list(
         user_id,
         after.as_ref(),
         &roles::roles_permitted(Action::Delete),
-        state.settings.lifecycle.trash_retention_days,
+        i32::try_from(state.settings.lifecycle.trash_retention_days).unwrap_or(i32::MAX),
         limit + 1,
     )
     .await?;
