@@ -427,7 +427,8 @@ async fn the_purge_removes_what_is_past_retention_and_keeps_the_rest() {
         .db()
         .await
         .query(
-            "SELECT target_id FROM audit_events WHERE action = 'application.registered'",
+            "SELECT target_id FROM audit_events
+             WHERE action = 'application.registered' AND target_id IN ('old', 'kept')",
             &[],
         )
         .await
