@@ -56,24 +56,31 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::from_env() {
+    let mut settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("refusing to start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(&settings.log_level, settings.log_format);
+    let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::DevToken { .. }) {
+        // It prints the token alone; nothing to trace.
+        settings.telemetry.enabled = false;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let telemetry = telemetry::init(&settings, runtime.handle().clone());
+    let result = match command {
         Command::Serve => runtime.block_on(serve(settings)),
         Command::Migrate { grant_to } => runtime.block_on(migrate(settings, grant_to)),
         Command::Purge { dry_run } => runtime.block_on(purge(settings, dry_run)),
         Command::DevToken { user, ttl_minutes } => dev_token(&settings, user, ttl_minutes),
     };
+    // While the runtime still runs: the last exports are tasks on it.
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -174,6 +174,7 @@ async fn resolve(settings: &Settings, vault: Option<&Vault>) -> Result<Resolved,
 impl Vault {
     /// A secret's value; `None` when the vault has no such secret (the
     /// setting then falls back to its environment variable).
+    #[tracing::instrument(name = "keyvault.get_secret", skip_all, fields(otel.kind = "client"))]
     async fn get(&self, name: &str) -> Result<Option<SecretString>, SecretsError> {
         match self.client.get_secret(name, None).await {
             Ok(response) => {

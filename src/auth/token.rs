@@ -232,6 +232,7 @@ impl JwksCache {
     }
 }
 
+#[tracing::instrument(name = "jwks.fetch", skip_all, fields(otel.kind = "client"))]
 async fn fetch_jwks(http: reqwest::Client, source: KeySource) -> Result<JwkSet, TokenError> {
     let unavailable = |e: reqwest::Error| TokenError::KeysUnavailable(e.to_string());
     let url = match &source {

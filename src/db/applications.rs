@@ -106,6 +106,10 @@ pub async fn insert(
 /// Whether `key` (a key's SHA-256; `None`: the development application)
 /// belongs to an active application. Only for answers that are errors
 /// anyway: the statements of the functions check the key themselves.
+#[tracing::instrument(name = "applications.check_key", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "applications.check_key",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn check_key(client: &impl GenericClient, key: Option<&str>) -> Result<(), DbError> {
     let stmt = client
         .prepare_cached(concat!(with_app!(" "), verdict!(), verdict_from!()))

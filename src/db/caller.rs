@@ -147,7 +147,14 @@ pub fn role(value: &str) -> Result<Role, DbError> {
 /// nothing and the request is refused.
 pub fn check_key(row: &Row) -> Result<(), DbError> {
     match row.get::<_, Option<bool>>("app_active") {
-        Some(true) => Ok(()),
+        Some(true) => {
+            if crate::telemetry::enabled()
+                && let Ok(Some(app_id)) = row.try_get::<_, Option<&str>>("app_id")
+            {
+                crate::telemetry::record_app_id(app_id);
+            }
+            Ok(())
+        }
         Some(false) => Err(DbError::KeyRefused(KeyRefusal::Deactivated)),
         None => Err(DbError::KeyRefused(KeyRefusal::Unknown)),
     }

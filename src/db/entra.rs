@@ -84,6 +84,7 @@ impl EntraPassword {
     }
 }
 
+#[tracing::instrument(name = "entra.get_token", skip_all, fields(otel.kind = "client"))]
 async fn fetch(credential: Arc<dyn TokenCredential>, timeout: Duration) -> Result<Token, String> {
     let failed = |e: String| format!("no Entra ID token for PostgreSQL: {e}");
     let token = tokio::time::timeout(timeout, credential.get_token(&[SCOPE], None))

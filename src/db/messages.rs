@@ -75,6 +75,10 @@ pub enum Appended {
 /// to one session get contiguous ranges in commit order, and appends to
 /// different sessions do not wait for each other. The cost does not depend
 /// on the transcript's length. Also marks the caller active.
+#[tracing::instrument(name = "messages.append", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "messages.append",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn append(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -187,6 +191,10 @@ pub enum Direction {
 /// the session's lineage is read by a keyset range of the primary key
 /// within that window (a `LIMIT` per segment keeps PostgreSQL's generic
 /// plan on the index), and the page costs the same wherever it starts.
+#[tracing::instrument(name = "messages.page", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "messages.page",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn page(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -257,6 +265,7 @@ pub async fn page(
             &[&key, &session_id, &caller, &from, &limit, &PAGE_BYTES],
         )
         .await?;
+    crate::telemetry::record_rows(rows.len() as u64);
     check_key(&rows[0])?;
     if rows[0].get::<_, Option<&str>>("caller_role").is_none() {
         return Ok(None);
@@ -282,6 +291,10 @@ pub struct Page {
 /// page of an export, whose caller was checked when it began. Messages
 /// never change once appended, so the pages form the transcript as it was
 /// then. Empty once the session is deleted (its lineage goes with it).
+#[tracing::instrument(name = "messages.export_page", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "messages.export_page",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn export_page(
     client: &impl GenericClient,
     session_id: Uuid,

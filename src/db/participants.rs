@@ -76,6 +76,10 @@ pub struct Added {
 /// seen by its notification (migration V19). A participant actually
 /// added gets an audit row (the calling user added them, with the role).
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(name = "participants.add", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "participants.add",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn add(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -141,6 +145,10 @@ pub async fn add(
 }
 
 /// All participants, oldest first; `Ok(None)` unless `caller` is one of them.
+#[tracing::instrument(name = "participants.list", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "participants.list",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn list(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -162,6 +170,7 @@ pub async fn list(
         ))
         .await?;
     let rows = client.query(&stmt, &[&key, &session_id, &caller]).await?;
+    crate::telemetry::record_rows(rows.len() as u64);
     check_key(&rows[0])?;
     if rows[0].get::<_, Option<&str>>("caller_role").is_none() {
         return Ok(None);
@@ -178,6 +187,10 @@ pub async fn list(
 /// snapshot may predate a concurrent change of the same participant, so
 /// it does not claim to know the previous one).
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(name = "participants.update_role", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "participants.update_role",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn update_role(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -233,6 +246,10 @@ pub async fn update_role(
 /// removes themself. Removing the last owner fails with [`DbError::LastOwner`].
 /// The removal gets an audit row naming the role they had (a participant
 /// who leaves is both its actor and its subject).
+#[tracing::instrument(name = "participants.remove", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "participants.remove",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn remove(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -333,6 +350,10 @@ pub struct SessionFilter<'a> {
 /// prepared statement to its generic plan it cannot know which side holds;
 /// with statistics lagging behind a fast-growing table the benchmark saw
 /// that plan scan every session (100 ms instead of 0.4 ms).
+#[tracing::instrument(name = "participants.sessions_of_user", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "participants.sessions_of_user",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn sessions_of_user(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -411,6 +432,7 @@ pub async fn sessions_of_user(
     sql += TAIL;
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &params).await?;
+    crate::telemetry::record_rows(rows.len() as u64);
     check_key(&rows[0])?;
     rows.iter()
         .filter(|row| row.get::<_, Option<Uuid>>("session_id").is_some())

@@ -67,6 +67,7 @@ impl Database {
     /// callers never hang; the work done through it is bounded too
     /// (`pooled`). A request of an application over its share is refused
     /// at once (`limits::pool_share`).
+    #[tracing::instrument(name = "pool.checkout", skip_all)]
     pub async fn client(&self) -> Result<Pooled, DbError> {
         let timeout = self.settings.pool_timeout;
         let deadline = tokio::time::Instant::now() + timeout;

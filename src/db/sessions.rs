@@ -126,6 +126,10 @@ macro_rules! session_config {
 /// Creates a session owned by `owner`, its owner participant row and the
 /// owner's `users` row, in one statement (one round trip, atomic), for the
 /// application of `key`, from a config that application may use.
+#[tracing::instrument(name = "sessions.create", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "sessions.create",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn create(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -183,6 +187,10 @@ pub async fn create(
 /// The session and the caller's role, recording the access; `Ok(None)`
 /// when the caller does not participate (or it does not exist: the two are
 /// deliberately indistinguishable).
+#[tracing::instrument(name = "sessions.read", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "sessions.read",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn read(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -218,6 +226,10 @@ pub async fn read(
 /// Whether the caller's role is in `permitted`, and nothing else: a look
 /// before work that costs more than this round trip (a large append's
 /// words are not worth finding for a caller who may not append).
+#[tracing::instrument(name = "sessions.allows", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "sessions.allows",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn allows(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -251,6 +263,10 @@ pub struct SessionChanges<'a> {
 
 /// Applies `changes` if the caller's role is in `permitted`, and marks the
 /// caller active.
+#[tracing::instrument(name = "sessions.update", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "sessions.update",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn update(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -305,6 +321,10 @@ pub async fn update(
 
 /// The session for an export, if the caller participates (nothing is
 /// recorded: exports are reads).
+#[tracing::instrument(name = "sessions.for_export", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "sessions.for_export",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn for_export(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -362,6 +382,10 @@ pub enum Forked {
 /// (a lineage row per session they come from), and its size is the
 /// running size recorded with the message at the cut. Messages never
 /// change once appended, so what is shared stays as it was.
+#[tracing::instrument(name = "sessions.fork", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "sessions.fork",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn fork(
     client: &impl GenericClient,
     key: Option<&str>,

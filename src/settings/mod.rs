@@ -6,7 +6,8 @@
 //! One module per concern: `database`, `auth` (user tokens and keys),
 //! `azure` (Key Vault and the Azure credential), `http` (what the HTTP
 //! layer needs), `limits` (what one session may hold), `rate` (requests per minute),
-//! `events` (live sessions), `lifecycle` (retention and the purge).
+//! `events` (live sessions), `lifecycle` (retention and the purge),
+//! `telemetry` (traces).
 
 mod auth;
 mod azure;
@@ -16,6 +17,7 @@ mod http;
 mod lifecycle;
 mod limits;
 mod rate;
+mod telemetry;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,6 +36,7 @@ pub use http::HttpSettings;
 pub use lifecycle::{LifecycleSettings, MAX_RETENTION_DAYS, PurgeSchedule};
 pub use limits::SessionLimits;
 pub use rate::{PerMinute, RateLimits};
+pub use telemetry::TelemetrySettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -107,6 +110,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Traces: on or off, where they go, how many are kept.
+    pub telemetry: TelemetrySettings,
     pub database: DatabaseSettings,
     pub limits: SessionLimits,
     pub rate_limits: RateLimits,
@@ -214,6 +219,7 @@ impl Settings {
                 None => LogFormat::Text,
                 Some(_) => return Err(SettingsError::new("LOG_FORMAT", "must be json or text")),
             },
+            telemetry: telemetry::from_vars(&vars, environment)?,
             database: database::from_vars(&vars, environment, key_vault.is_some())?,
             limits: limits::from_vars(&vars)?,
             rate_limits: rate::from_vars(&vars, environment)?,

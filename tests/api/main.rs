@@ -40,6 +40,7 @@ mod rate_limits;
 mod rs256;
 mod sessions;
 mod sse;
+mod telemetry;
 mod tenants;
 mod transcripts;
 mod trash;

@@ -1,5 +1,4 @@
-//! Logging to stdout, which the Functions host forwards to Application
-//! Insights, and the one log line every request gets.
+//! The one log line every request gets, and its server span.
 
 use std::borrow::Cow;
 use std::pin::Pin;
@@ -12,9 +11,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tracing_subscriber::EnvFilter;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::settings::LogFormat;
+use super::otel;
 
 /// The header the Functions host sets on each request it passes on.
 pub(crate) const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
@@ -23,35 +24,12 @@ pub(crate) const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 /// one of 8,000 bytes must not write 8,000 bytes into the logs per request.
 const MAX_LOGGED_BYTES: usize = 128;
 
-/// `RUST_LOG` wins when set; otherwise `LOG_LEVEL`. tokio-postgres logs
-/// statement parameters at debug level, so it stays at info unless asked.
-pub fn init(log_level: &str, format: LogFormat) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(log_level))
-        .with_ansi(false);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// What gets logged for `LOG_LEVEL=log_level`.
-pub fn filter(log_level: &str) -> EnvFilter {
-    EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("{log_level},tokio_postgres=info")))
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-}
-
 /// One line per request, written when its response has been sent (or has
 /// failed): method, route template (never the path itself, which holds
 /// ids and cursors), status, the time until the last byte, the body bytes
-/// sent, whether the body was sent whole, and the Functions invocation id
-/// when the host sent one, to join with the host's lines.
+/// sent, whether the body was sent whole, the Functions invocation id
+/// when the host sent one, to join with the host's lines, and with
+/// telemetry on, the trace and span ids of the request's server span.
 pub async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     // A method may be any token (an extension method), of any length.
@@ -66,13 +44,23 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(|id| bounded(id).into_owned())
         .unwrap_or_default();
-    let response = next.run(request).await;
+    let span = super::enabled().then(|| server_span(&request, &method, &route, &invocation_id));
+    let response = match &span {
+        None => next.run(request).await,
+        Some(span) => {
+            REQUEST_SPAN
+                .scope(span.clone(), next.run(request))
+                .instrument(span.clone())
+                .await
+        }
+    };
     let line = RequestLine {
         started,
         method,
         route,
         status: response.status().as_u16(),
         invocation_id,
+        span,
     };
     response.map(|body| Body::new(LoggedBody::new(body, line)))
 }
@@ -84,10 +72,24 @@ struct RequestLine {
     route: String,
     status: u16,
     invocation_id: String,
+    /// The server span, ended with the line (after the last byte).
+    span: Option<tracing::Span>,
 }
 
 impl RequestLine {
     fn write(&self, bytes: u64, outcome: &str) {
+        let ids = self.span.as_ref().map(|span| {
+            span.record("http.response.status_code", self.status);
+            // Server spans are errors for 5xx only: a 4xx is the caller's.
+            if self.status >= 500 {
+                span.record("otel.status_code", "error");
+            }
+            let context = span.context();
+            let ids = opentelemetry::trace::TraceContextExt::span(&context)
+                .span_context()
+                .clone();
+            (ids.trace_id().to_string(), ids.span_id().to_string())
+        });
         tracing::info!(
             target: "request",
             method = self.method,
@@ -97,6 +99,8 @@ impl RequestLine {
             bytes,
             outcome,
             invocation_id = self.invocation_id,
+            trace_id = ids.as_ref().map(|(trace, _)| trace.as_str()),
+            span_id = ids.as_ref().map(|(_, span)| span.as_str()),
             "request"
         );
     }
@@ -171,6 +175,40 @@ impl HttpBody for LoggedBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+tokio::task_local! {
+    /// The server span of the request being handled, for what is learnt
+    /// about it on the way (the application, once its key is checked).
+    static REQUEST_SPAN: tracing::Span;
+}
+
+/// The request's server span: its route template (never the path, which
+/// holds ids), method and the host's invocation id; the status and the
+/// application are recorded later. It continues the caller's W3C trace
+/// (`traceparent`, `tracestate`) when there is one.
+fn server_span(request: &Request, method: &str, route: &str, invocation_id: &str) -> tracing::Span {
+    let name = format!("{method} {route}");
+    let span = tracing::info_span!(
+        "request",
+        otel.name = name.as_str(),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = Empty,
+        faas.invocation_id = (!invocation_id.is_empty()).then_some(invocation_id),
+        amplifier.app_id = Empty,
+    );
+    // Fails only when the span is not exported (no layer wants it).
+    let _ = span.set_parent(otel::parent(request.headers()));
+    span
+}
+
+pub(super) fn record_app_id(app_id: &str) {
+    let _ = REQUEST_SPAN.try_with(|span| {
+        span.record("amplifier.app_id", app_id);
+    });
 }
 
 /// `text` as a log line may carry it: whole up to [`MAX_LOGGED_BYTES`],
