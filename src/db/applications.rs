@@ -50,6 +50,10 @@ pub enum Taken {
 /// Inserts a new application, and its audit row (the admin registered
 /// it); `Err(Taken)` when `app_id` is in use or was used by a deleted
 /// application.
+#[tracing::instrument(name = "applications.insert", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "applications.insert",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn insert(
     client: &impl GenericClient,
     app_id: &str,
@@ -120,6 +124,10 @@ pub async fn check_key(client: &impl GenericClient, key: Option<&str>) -> Result
 
 /// All applications but deleted ones, oldest first (there are few: one per
 /// client product).
+#[tracing::instrument(name = "applications.list", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "applications.list",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn list(client: &impl GenericClient) -> Result<Vec<Application>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
@@ -127,14 +135,15 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<Application>, DbErr
              ORDER BY created_at, app_id"
         ))
         .await?;
-    Ok(client
-        .query(&stmt, &[])
-        .await?
-        .iter()
-        .map(Application::from)
-        .collect())
+    let rows = client.query(&stmt, &[]).await?;
+    crate::telemetry::record_rows(rows.len() as u64);
+    Ok(rows.iter().map(Application::from).collect())
 }
 
+#[tracing::instrument(name = "applications.get", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "applications.get",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn get(
     client: &impl GenericClient,
     app_id: &str,
@@ -164,6 +173,10 @@ pub struct ApplicationChanges<'a> {
 /// name which changed, not the values. The row is locked first, so
 /// `before` is the version the update replaces, even after waiting for a
 /// concurrent update.
+#[tracing::instrument(name = "applications.update", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "applications.update",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn update(
     client: &impl GenericClient,
     app_id: &str,
@@ -226,6 +239,10 @@ pub async fn update(
 
 /// Replaces the key hash: the old key stops working with this statement,
 /// which also writes the audit row (the admin rotated it).
+#[tracing::instrument(name = "applications.rotate_key", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "applications.rotate_key",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn rotate_key(
     client: &impl GenericClient,
     app_id: &str,
@@ -265,6 +282,10 @@ pub async fn rotate_key(
 /// working (a value no SHA-256 hex digest equals) and its idempotency
 /// records go. Its configs and sessions stay (they belong to users). The
 /// statement writes the audit row (the admin deleted it).
+#[tracing::instrument(name = "applications.delete", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "applications.delete",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn delete(
     client: &impl GenericClient,
     app_id: &str,

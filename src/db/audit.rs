@@ -96,6 +96,10 @@ pub struct AuditFilter<'a> {
 /// The statement names only the filters given. A user filter reads two
 /// index ranges (the user as actor, then as subject but not actor), each
 /// at most `limit` rows in order, and keeps the newest `limit` of both.
+#[tracing::instrument(name = "audit.list", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "audit.list",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn list(
     client: &impl GenericClient,
     filter: &AuditFilter<'_>,
@@ -151,11 +155,16 @@ pub async fn list(
     };
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &params).await?;
+    crate::telemetry::record_rows(rows.len() as u64);
     Ok(rows.iter().map(AuditEvent::from).collect())
 }
 
 /// A page of the session's events older than `before`, newest first, if
 /// the calling user's role is in `permitted`.
+#[tracing::instrument(name = "audit.session_trail", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "audit.session_trail",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn session_trail(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -188,6 +197,7 @@ pub async fn session_trail(
             &[&key, &session_id, &caller, &permitted, &before, &limit],
         )
         .await?;
+    crate::telemetry::record_rows(rows.len() as u64);
     Guarded::from_row(&rows[0], |_| {
         let allowed = rows[0]
             .get::<_, Option<&str>>("caller_role")

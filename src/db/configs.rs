@@ -70,6 +70,10 @@ macro_rules! visible_to_app {
 
 /// Stores a config created by the application of `key` (see `caller`),
 /// with an audit row when it is created shared.
+#[tracing::instrument(name = "configs.insert", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "configs.insert",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn insert(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -118,6 +122,10 @@ pub async fn insert(
 }
 
 /// The config, if the calling application may see it (retired or not).
+#[tracing::instrument(name = "configs.get", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "configs.get",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn get(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -150,6 +158,10 @@ pub struct ConfigsAfter {
 /// A page of the calling application's configs but retired ones, newest
 /// first, ties by id, read in the order of `idx_configs_app_created` from
 /// the cursor on.
+#[tracing::instrument(name = "configs.list", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "configs.list",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn list(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -194,6 +206,7 @@ pub async fn list(
                 .await?
         }
     };
+    crate::telemetry::record_rows(rows.len() as u64);
     check_key(&rows[0])?;
     Ok(rows
         .iter()
@@ -254,6 +267,10 @@ pub struct ConfigChanges<'a> {
 /// Applies `changes` for `writer`, with an audit row when the config
 /// becomes shared and when it is retired. `target` locks the row, so its
 /// `shared` and `retired` are those of the version the update replaces.
+#[tracing::instrument(name = "configs.update", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "configs.update",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn update(
     client: &impl GenericClient,
     config_id: Uuid,
@@ -339,6 +356,10 @@ pub async fn update(
 /// Deletes the config and, through the foreign key, its sessions (refused
 /// while other applications' sessions use it: migration V9; retiring is
 /// the way out then), with its audit row.
+#[tracing::instrument(name = "configs.delete", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "configs.delete",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn delete(
     client: &impl GenericClient,
     config_id: Uuid,

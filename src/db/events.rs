@@ -118,6 +118,10 @@ fn opened(row: &Row) -> Result<Option<Opened>, DbError> {
 
 /// The session and its participants if `user` participates (`Ok(None)`
 /// otherwise, or if it does not exist), with the key's verdict.
+#[tracing::instrument(name = "events.open", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "events.open",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn open(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -157,6 +161,10 @@ pub enum TicketOpened {
 /// Consumes ticket `$1` (its SHA-256) for session `$2`, and opens the
 /// stream as its key and user: one statement, so a ticket is used once
 /// on whichever instance, and the check is as fresh as with headers.
+#[tracing::instrument(name = "events.open_with_ticket", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "events.open_with_ticket",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn open_with_ticket(
     client: &impl GenericClient,
     ticket_hash: &str,
@@ -207,6 +215,10 @@ pub async fn open_with_ticket(
 /// The session's state as a feed reads it for all its subscribers (each
 /// was checked when it opened); `None` once the session is deleted or in
 /// the trash (its streams end with `deleted` either way).
+#[tracing::instrument(name = "events.state", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "events.state",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn state(
     client: &impl GenericClient,
     session_id: Uuid,
@@ -230,6 +242,10 @@ pub async fn state(
 /// has none, or does not exist). The session's row is updated (its
 /// `watched_until` raised): appends in flight commit first and are
 /// counted; later ones work on the version written here, and notify.
+#[tracing::instrument(name = "events.watch", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "events.watch",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn watch(
     client: &impl GenericClient,
     session_id: Uuid,
@@ -260,6 +276,10 @@ pub async fn watch(
 
 /// The feed is gone. Its session keeps notifying until the time it was
 /// registered for (`watched_until` is only raised, migration V19).
+#[tracing::instrument(name = "events.unwatch", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "events.unwatch",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn unwatch(client: &impl GenericClient, feed_id: Uuid) -> Result<(), DbError> {
     let stmt = client
         .prepare_cached("DELETE FROM watched_sessions WHERE feed_id = $1")
@@ -348,6 +368,10 @@ pub async fn rewatch(
 
 /// Stores a ticket (its SHA-256) for the caller if they participate,
 /// valid for `ttl_seconds`; returns when it expires.
+#[tracing::instrument(name = "events.issue_ticket", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "events.issue_ticket",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn issue_ticket(
     client: &impl GenericClient,
     key: Option<&str>,

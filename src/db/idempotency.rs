@@ -45,6 +45,10 @@ pub enum Claim {
 /// with the claim. A concurrent claim of the same key by the same caller
 /// waits here until the first transaction ends, then sees its recorded
 /// response.
+#[tracing::instrument(name = "idempotency.claim", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "idempotency.claim",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn claim(
     client: &impl GenericClient,
     app_key: Option<&str>,
@@ -131,6 +135,10 @@ async fn existing(
     }
 }
 
+#[tracing::instrument(name = "idempotency.record", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "idempotency.record",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn record(
     client: &impl GenericClient,
     app_id: &str,

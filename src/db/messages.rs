@@ -321,6 +321,7 @@ pub async fn export_page(
     let rows = client
         .query(&stmt, &[&session_id, &after, &through, &limit, &PAGE_BYTES])
         .await?;
+    crate::telemetry::record_rows(rows.len() as u64);
     Ok(rows.iter().map(StoredMessage::from).collect())
 }
 

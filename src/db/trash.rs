@@ -49,6 +49,10 @@ macro_rules! audited {
 /// Moves the session to the trash if the caller's role is in `permitted`
 /// and it is not there already (then, like a session that does not exist,
 /// it is not visible). Its streams end (migration V22 notifies them).
+#[tracing::instrument(name = "trash.trash", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "trash.trash",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn trash(
     client: &impl GenericClient,
     act: &OwnerAct<'_>,
@@ -82,6 +86,10 @@ pub async fn trash(
 /// is visible to those roles only: anyone else finds nothing. Its messages
 /// are deleted later by the sweep (`messages::sweep`), except those its
 /// forks share: the request costs the same whatever the transcript.
+#[tracing::instrument(name = "trash.delete_permanently", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "trash.delete_permanently",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn delete_permanently(
     client: &impl GenericClient,
     act: &OwnerAct<'_>,
@@ -128,6 +136,10 @@ pub async fn delete_permanently(
 /// not in the trash, does not exist, or the caller may not restore it (the
 /// three are indistinguishable). Restoring counts as activity: it sets
 /// `updated_at`, so a restored session gets its full retention again.
+#[tracing::instrument(name = "trash.restore", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "trash.restore",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn restore(
     client: &impl GenericClient,
     act: &OwnerAct<'_>,
@@ -237,6 +249,10 @@ pub struct TrashAfter {
 /// trashed). Reads the user's participations (`idx_session_participants_user_id`)
 /// and keeps the trashed sessions: its cost grows with the sessions the
 /// user takes part in, as a page of list-user-sessions with a filter does.
+#[tracing::instrument(name = "trash.list", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "trash.list",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn list(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -280,6 +296,7 @@ pub async fn list(
             ],
         )
         .await?;
+    crate::telemetry::record_rows(rows.len() as u64);
     check_key(&rows[0])?;
     Ok(rows
         .iter()

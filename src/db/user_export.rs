@@ -44,6 +44,10 @@ pub struct AuthoredMessage {
 
 /// The user's row, if the application's key is valid (the only check of
 /// an export: the caller is the user, the key is checked here once).
+#[tracing::instrument(name = "user_export.user", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "user_export.user",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn user(
     client: &impl GenericClient,
     key: Option<&str>,
@@ -73,6 +77,10 @@ pub async fn user(
 /// Up to `limit` of the sessions `user_id` participates in, after session
 /// `after` in id order, as list-user-sessions shows them (with the user's
 /// role and activity); not those in the trash.
+#[tracing::instrument(name = "user_export.sessions_page", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "user_export.sessions_page",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn sessions_page(
     client: &impl GenericClient,
     user_id: Uuid,
@@ -92,6 +100,7 @@ pub async fn sessions_page(
         )
         .await?;
     let rows = client.query(&stmt, &[&user_id, &after, &limit]).await?;
+    crate::telemetry::record_rows(rows.len() as u64);
     rows.iter().map(UserSession::try_from).collect()
 }
 
@@ -99,6 +108,10 @@ pub async fn sessions_page(
 /// in that order, ending before [`PAGE_BYTES`] of messages past the first
 /// (as export-session's pages do), wherever they are kept: in sessions
 /// they left, in the trash, or read only by a fork.
+#[tracing::instrument(name = "user_export.messages_page", skip_all, fields(
+    otel.kind = "client", db.system.name = "postgresql", db.operation.name = "user_export.messages_page",
+    db.response.returned_rows = tracing::field::Empty,
+))]
 pub async fn messages_page(
     client: &impl GenericClient,
     user_id: Uuid,
@@ -128,6 +141,7 @@ pub async fn messages_page(
     let rows = client
         .query(&stmt, &[&user_id, &after.0, &after.1, &limit, &PAGE_BYTES])
         .await?;
+    crate::telemetry::record_rows(rows.len() as u64);
     Ok(rows
         .iter()
         .map(|row| AuthoredMessage {
