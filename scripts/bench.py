@@ -261,6 +261,7 @@ request = function()
   if body then body = body:gsub("RANDOM_UUID", random_uuid) end
   return wrk.format(r[1], r[2], headers, body)
 end
+%(delay)s
 done = function(summary, latency, requests)
   local errors = summary.errors.status + summary.errors.connect + summary.errors.read
                + summary.errors.write + summary.errors.timeout
@@ -275,12 +276,17 @@ def lua_string(s):
     return "nil" if s is None else json.dumps(s)
 
 
-def wrk(service, fn, args, duration=None):
+def wrk(service, fn, args, duration=None, think_ms=None):
+    """One wrk run of `fn`'s requests; `think_ms`: each connection pauses
+    this long between a response and its next request (wrk's `delay()`,
+    not counted in the latency), for traffic below the machine's capacity
+    rather than as much as it serves."""
     entries = ", ".join(
         "{" + ", ".join([lua_string(r["method"]), lua_string(r["path"]), lua_string(r["token"]),
                          lua_string(r["body"])]) + "}"
         for r in fn["requests"])
-    script = WRK_SCRIPT % {"requests": "{" + entries + "}", "key": fn["key"]}
+    delay = f"delay = function() return {int(think_ms)} end" if think_ms else ""
+    script = WRK_SCRIPT % {"requests": "{" + entries + "}", "key": fn["key"], "delay": delay}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     out = subprocess.run(
