@@ -249,6 +249,11 @@ others, each skipping the queue entries the other holds) and the
 each so as to be busy {r['busy_percent']}% of the time (`BACKGROUND_BUSY_PERCENT`).
 Expired sessions left afterwards: {r['left']:,}. The ratio compares the
 medians of the runs' p99s; the worst single runs are shown, not explained.
+Why traffic below full speed: saturated (wrk without pauses, both cores
+busy), the core a purge statement runs on comes straight out of the
+requests'; in 100,000- and 200,000-session runs on this machine (issue 18's
+note) their p99 then rose 1.7× with `BACKGROUND_BUSY_PERCENT=50` and 2 to
+3.8× with 100.
 {END}
 """
     text = open(path).read() if os.path.exists(path) else ""
