@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Assembles the runnable function-app folder from functions/ (the source):
 #   OUT/host.json, OUT/<function>/function.json, OUT/amplifier-sessions,
+#   OUT/certs/ (the CA roots the deployment verifies PostgreSQL with),
 #   OUT/local.settings.json (local runs only; never deployed; its
 #   DATABASE_URL is the environment's when set, as scripts/dev.sh does)
 # Usage: scripts/assemble.sh [OUT] [--binary PATH]
@@ -38,6 +39,8 @@ for dir in functions/*/; do
   mkdir -p "$out/$name"
   cp "$dir/function.json" "$out/$name/"
 done
+# The roots OpenSSL reads at start in Azure (SSL_CERT_FILE, infra/main.bicep).
+cp -r certs "$out/"
 cp "$binary" "$out/amplifier-sessions"
 chmod +x "$out/amplifier-sessions"
 echo "assembled $out"

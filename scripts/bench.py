@@ -261,6 +261,7 @@ request = function()
   if body then body = body:gsub("RANDOM_UUID", random_uuid) end
   return wrk.format(r[1], r[2], headers, body)
 end
+%(delay)s
 done = function(summary, latency, requests)
   local errors = summary.errors.status + summary.errors.connect + summary.errors.read
                + summary.errors.write + summary.errors.timeout
@@ -275,12 +276,17 @@ def lua_string(s):
     return "nil" if s is None else json.dumps(s)
 
 
-def wrk(service, fn, args, duration=None):
+def wrk(service, fn, args, duration=None, think_ms=None):
+    """One wrk run of `fn`'s requests; `think_ms`: each connection pauses
+    this long between a response and its next request (wrk's `delay()`,
+    not counted in the latency), for traffic below the machine's capacity
+    rather than as much as it serves."""
     entries = ", ".join(
         "{" + ", ".join([lua_string(r["method"]), lua_string(r["path"]), lua_string(r["token"]),
                          lua_string(r["body"])]) + "}"
         for r in fn["requests"])
-    script = WRK_SCRIPT % {"requests": "{" + entries + "}", "key": fn["key"]}
+    delay = f"delay = function() return {int(think_ms)} end" if think_ms else ""
+    script = WRK_SCRIPT % {"requests": "{" + entries + "}", "key": fn["key"], "delay": delay}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     out = subprocess.run(
@@ -449,6 +455,97 @@ def cold_start(pg, args, fixtures, sslmode, extra=None):
     pg.reset("log_connections")
     pg.reset("log_min_duration_statement")
     return runs
+
+
+NO_TLS = "no TLS (sslmode=disable)"
+SYSTEM_BUNDLE = "TLS (sslmode=require, system CA bundle)"
+SHIPPED_ROOTS = "TLS (sslmode=require, the shipped Azure roots, as deployed)"
+
+
+def cold_starts(pg, args, fx):
+    """The cold start without TLS, with TLS verified against the system's
+    whole CA bundle, and as deployed: against the package's three Azure
+    roots (SSL_CERT_FILE, infra/main.bicep). The local server's CA is
+    appended to both files, standing in for Azure's chain."""
+    log("cold start ...")
+    fixtures = {"headers": fx.headers(fx.users[0]), "config_id": fx.config_id}
+
+    def with_local_ca(path):
+        out = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)
+        with out:
+            out.write(open(path).read() if os.path.exists(path) else "")
+            out.write(open(args.ca_file).read())
+        return out.name
+
+    return {
+        NO_TLS: cold_start(pg, args, fixtures, "disable"),
+        SYSTEM_BUNDLE: cold_start(pg, args, fixtures, "require", {
+            "SSL_CERT_FILE": with_local_ca("/etc/ssl/certs/ca-certificates.crt")}),
+        SHIPPED_ROOTS: cold_start(pg, args, fixtures, "require", {
+            "SSL_CERT_FILE": with_local_ca(os.path.join(ROOT, "certs", "azure-postgres-roots.pem"))}),
+    }
+
+
+def first_201(runs):
+    return statistics.median(r["first"] for r in runs)
+
+
+def cold_target_rows(cold):
+    def met(ok):
+        return "met" if ok else "**not met**"
+
+    plain, deployed = first_201(cold[NO_TLS]), first_201(cold[SHIPPED_ROOTS])
+    return [
+        f"| exec -> first 201, migrated, no TLS, <= 40 ms median | {plain:.1f} ms (before: {BEFORE_COLD_201_MS} ms)"
+        f" | {met(plain <= 40)} |",
+        f"| exec -> first 201, migrated, TLS as deployed, <= 25 ms median | {deployed:.1f} ms (with the"
+        f" system bundle: {first_201(cold[SYSTEM_BUNDLE]):.1f} ms) | {met(deployed <= 25)} |",
+    ]
+
+
+def cold_section(cold):
+    lines = [
+        "## Cold start",
+        "",
+        "On a migrated database with `MIGRATE_ON_START=false` (as deployed): from `exec` of a",
+        "fresh process to the port accepting connections, to the pool built (the service's log),",
+        "to PostgreSQL logging the connection authorized and the first statement done (its",
+        "CSV log, millisecond precision), to the first 201 of create-session.",
+        "",
+    ]
+    for label, runs in cold.items():
+        lines += [f"{label}:", "", "| run | listening | pool built | connected | first statement | first 201 |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        for i, r in enumerate(runs, 1):
+            lines.append(f"| {i} | {r['listen']:.1f} | {r['pool']:.1f} | {r['connected']:.1f} | "
+                         f"{r['statement']:.1f} | {r['first']:.1f} |")
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        lines += [f"| median | {med['listen']:.1f} | {med['pool']:.1f} | {med['connected']:.1f} | "
+                  f"{med['statement']:.1f} | {med['first']:.1f} |", ""]
+    lines += [
+        "With TLS the service reads the CA file `SSL_CERT_FILE` names to verify the server",
+        "(OpenSSL); it starts doing so in the background as the process starts, so only the part",
+        "the first request still has to wait for shows above. With the system's bundle (about 145",
+        "certificates here) that is most of the cold start; the deployment names the package's",
+        "three Azure roots instead (`certs/azure-postgres-roots.pem`; the local server's CA is",
+        "appended to both files here, standing in for Azure's chain).",
+        "",
+    ]
+    return lines
+
+
+def replace_cold_section(path, cold):
+    """Rewrites the cold-start section and its targets in an existing report."""
+    text = open(path).read()
+    start = text.index("## Cold start")
+    end = text.index("\n## ", start) + 1
+    text = text[:start] + "\n".join(cold_section(cold)) + "\n" + text[end:]
+    lines = text.split("\n")
+    rows = [i for i, line in enumerate(lines) if line.startswith("| exec -> first 201")]
+    lines[rows[0]:rows[-1] + 1] = cold_target_rows(cold)
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    log("\n".join(cold_target_rows(cold)))
 
 
 def explain(pg, sql, params):
@@ -838,7 +935,7 @@ def main():
     parser.add_argument("--fork-messages", type=int, default=200_000)
     parser.add_argument("--fork-runs", type=int, default=20)
     parser.add_argument("--fork-concurrent", type=int, default=10)
-    parser.add_argument("--only", choices=["fork"],
+    parser.add_argument("--only", choices=["fork", "cold"],
                         help="run only this section (with the fixtures it needs) and print its numbers")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = parser.parse_args()
@@ -863,19 +960,10 @@ def main():
         return
     service.stop()
 
-    log("cold start ...")
-    u = fx.users[0]
-    fixtures = {"headers": fx.headers(u), "config_id": fx.config_id}
-    # TLS the way a deployment has it: the system's CA bundle (plus the
-    # local server's CA) loaded by the service.
-    bundle = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False).name
-    with open(bundle, "w") as out:
-        for path in ["/etc/ssl/certs/ca-certificates.crt", args.ca_file]:
-            if os.path.exists(path):
-                out.write(open(path).read())
-    cold = {"no TLS (sslmode=disable)": cold_start(pg, args, fixtures, "disable"),
-            "TLS (sslmode=require, system CA bundle)": cold_start(pg, args, fixtures, "require",
-                                                                  {"SSL_CERT_FILE": bundle})}
+    cold = cold_starts(pg, args, fx)
+    if args.only == "cold":
+        replace_cold_section(args.out, cold)
+        return
 
     service = Service(pg, args.connections, args.port, extra=whole_pool)
     service.start()
@@ -1026,8 +1114,6 @@ def write_report(args, results, trips, cold, idle_rss, peak_rss, growth, export,
                  forks, scale_http, plans, generated_s):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     pg_version = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
-    no_tls = cold["no TLS (sslmode=disable)"]
-    cold_median = statistics.median(r["first"] for r in no_tls)
     at = {r["size"]: r for r in growth}
     growth_ratio = at[args.growth_messages]["p50"] / at[100]["p50"]
     search_ratio = search["with"]["rps"] / search["without"]["rps"]
@@ -1059,8 +1145,7 @@ def write_report(args, results, trips, cold, idle_rss, peak_rss, growth, export,
         "|---|---|---|",
         f"| every function one round trip (steady state) | {', '.join(over_one) or 'all one'}"
         f" (before: {BEFORE_ROUND_TRIPS} for every application function) | {met(not over_one)} |",
-        f"| exec -> first 201, migrated, no TLS, <= 40 ms median | {cold_median:.1f} ms (before: {BEFORE_COLD_201_MS} ms)"
-        f" | {met(cold_median <= 40)} |",
+        *cold_target_rows(cold),
     ]
     for name in ["create-session", "get-session", "list-user-sessions", "append-messages"]:
         lines.append(f"| {name} >= 0.8 x pgbench | {ratio[name]:.2f} | {met(ratio[name] >= 0.8)} |")
@@ -1137,28 +1222,9 @@ def write_report(args, results, trips, cold, idle_rss, peak_rss, growth, export,
         lines.append(f"| {name} | {n:.2f}{flag} |")
     lines += [
         "",
-        "## Cold start",
-        "",
-        "On a migrated database with `MIGRATE_ON_START=false` (as deployed): from `exec` of a",
-        "fresh process to the port accepting connections, to the pool built (the service's log),",
-        "to PostgreSQL logging the connection authorized and the first statement done (its",
-        "CSV log, millisecond precision), to the first 201 of create-session.",
-        "",
     ]
-    for label, runs in cold.items():
-        lines += [f"{label}:", "", "| run | listening | pool built | connected | first statement | first 201 |",
-                  "|---:|---:|---:|---:|---:|---:|"]
-        for i, r in enumerate(runs, 1):
-            lines.append(f"| {i} | {r['listen']:.1f} | {r['pool']:.1f} | {r['connected']:.1f} | "
-                         f"{r['statement']:.1f} | {r['first']:.1f} |")
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        lines += [f"| median | {med['listen']:.1f} | {med['pool']:.1f} | {med['connected']:.1f} | "
-                  f"{med['statement']:.1f} | {med['first']:.1f} |", ""]
+    lines += cold_section(cold)
     lines += [
-        "With TLS the service first reads the system's CA bundle to verify the server (OpenSSL,",
-        "about 145 certificates here); it starts doing so in the background as the process",
-        "starts, so only the part the first request still has to wait for shows above.",
-        "",
         "## Memory",
         "",
         f"- resident set size idle (after start and one health check): {idle_rss / 1024:.1f} MiB",

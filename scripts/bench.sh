@@ -13,14 +13,14 @@
 # Environment: BENCH_DURATION (s per run, default 10), BENCH_CONNECTIONS
 # (default 8), BENCH_USERS (default 200), BENCH_GROWTH_MESSAGES (default
 # 100000), BENCH_SCALE_SESSIONS (default 1000000), BENCH_PURGE_SESSIONS
-# (default 1000000), BENCH_ONLY=attacks, shares, limits, events or purge
-# (only that section).
+# (default 1000000), BENCH_ONLY=attacks, shares, limits, events, purge or
+# cold (only that section; cold: the cold starts of scripts/bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only=${BENCH_ONLY:-}
 case "$only" in
-  ""|attacks|shares|limits|events|purge) ;;
-  *) echo "bench: BENCH_ONLY must be attacks, shares, limits, events or purge" >&2; exit 1 ;;
+  ""|attacks|shares|limits|events|purge|cold) ;;
+  *) echo "bench: BENCH_ONLY must be attacks, shares, limits, events, purge or cold" >&2; exit 1 ;;
 esac
 
 scripts/install-deps.sh
@@ -47,6 +47,9 @@ if [ -z "$only" ]; then
     --duration "${BENCH_DURATION:-10}" --connections "${BENCH_CONNECTIONS:-8}" \
     --users "${BENCH_USERS:-200}" --growth-messages "${BENCH_GROWTH_MESSAGES:-100000}" \
     --scale-sessions "${BENCH_SCALE_SESSIONS:-1000000}"
+fi
+if [ "$only" = cold ]; then
+  python3 scripts/bench.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt" --only cold
 fi
 # Issue 15's attacks, issue 16's pool shares and rate limits, issue 17's
 # live sessions; each replaces its section of docs/benchmarks.md.

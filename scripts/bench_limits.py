@@ -45,8 +45,10 @@ def service(pg, port, extra, pool=8):
 
 
 def throughput(pg, args):
-    """rps of get-session and append-messages, limits off vs on, runs
-    alternating so that the machine's drift falls on both alike."""
+    """rps of get-session and append-messages, limits off vs on, and a
+    control: a second service with limits off, run like the others, whose
+    ratio to the first shows what the bench itself makes of two equal
+    services (their order, the machine's drift)."""
     fresh_database(pg)
     setup = service(pg, args.port, OFF)
     fx = Fixture(setup, types.SimpleNamespace(users=args.users, sessions_per_user=1))
@@ -59,18 +61,22 @@ def throughput(pg, args):
                              "token": fx.tokens[u], "body": small} for u in fx.users],
     }
     wrk_args = types.SimpleNamespace(connections=args.connections, duration=args.duration)
-    rps = {(name, mode): [] for name in functions for mode in ("off", "on")}
-    ratios = {name: [] for name in functions}
-    for round in range(args.rounds):
-        # Both services up at once, each function run on one right after
-        # the other, in alternating order: the machine's drift (and the
-        # sessions' growth) falls on both alike, and each round gives a
-        # paired ratio.
-        services = {"off": service(pg, args.port, OFF), "on": service(pg, args.port + 1, ON)}
-        order = ("off", "on") if round % 2 == 0 else ("on", "off")
+    modes = ("off", "on", "control")
+    rps = {(name, mode): [] for name in functions for mode in modes}
+    ratios = {(name, mode): [] for name in functions for mode in ("on", "control")}
+    for r in range(args.rounds):
+        # All three services up at once, each function run on one right
+        # after the other, the order rotating: the machine's drift (and the
+        # sessions' growth) falls on all alike, and each round gives paired
+        # ratios.
+        extra = {"off": OFF, "on": ON, "control": OFF}
+        services = {mode: service(pg, args.port + i, extra[mode]) for i, mode in enumerate(modes)}
+        order = modes[r % 3:] + modes[:r % 3]
+        if r % 6 >= 3:
+            order = order[::-1]
         # Steady state: a fresh instance's first second has every caller's
         # first requests wait for one sync (README), which is not the cost
-        # of counting; both services get the same warm-up.
+        # of counting; every service gets the same warm-up.
         for mode in order:
             for requests in functions.values():
                 wrk(services[mode], {"key": fx.key, "requests": requests}, wrk_args, duration=2)
@@ -80,12 +86,18 @@ def throughput(pg, args):
                 assert result["errors"] == 0, (name, mode, result)
                 rps[(name, mode)].append(result["rps"])
                 log(f"limits {mode}: {name} {result['rps']:.0f} rps")
-            ratios[name].append(rps[(name, "on")][-1] / rps[(name, "off")][-1])
+            for mode in ("on", "control"):
+                ratios[(name, mode)].append(rps[(name, mode)][-1] / rps[(name, "off")][-1])
         for s in services.values():
             s.stop()
     return {name: {"off": statistics.median(rps[(name, "off")]),
                    "on": statistics.median(rps[(name, "on")]),
-                   "ratio": statistics.median(ratios[name])} for name in functions}
+                   "control": statistics.median(rps[(name, "control")]),
+                   "ratio": statistics.median(ratios[(name, "on")]),
+                   "control_ratio": statistics.median(ratios[(name, "control")]),
+                   "ratios": [round(r, 3) for r in ratios[(name, "on")]],
+                   "control_ratios": [round(r, 3) for r in ratios[(name, "control")]]}
+            for name in functions}
 
 
 def overshoot(pg, args):
@@ -166,7 +178,8 @@ def write(path, r):
     rows = []
     for name, t in r["throughput"].items():
         ratio = t["ratio"]
-        rows.append(f"| {name} | {t['off']:.0f} | {t['on']:.0f} | {ratio:.2f}× | ≥ 0.95×: {met(ratio >= 0.95)} |")
+        rows.append(f"| {name} | {t['off']:.0f} | {t['on']:.0f} | {ratio:.2f}× | {t['control_ratio']:.2f}× "
+                    f"| ≥ 0.95×: {met(ratio >= 0.95)} |")
     o = r["overshoot"]
     over = o["admitted"] - o["limit"]
     # The README's bound: the limit plus one request on trust per process.
@@ -177,13 +190,15 @@ def write(path, r):
 `scripts/bench_limits.py`. **Cost**: requests per second through wrk
 ({r['connections']} connections, {r['duration']} s runs, median of
 {r['rounds']} rounds; on / off is the median of each round's ratio, the
-two runs of a round back to back in alternating order), limits off (`0`)
+runs of a round back to back in rotating order), limits off (`0`)
 against limits on (every
 request counted in three policies and synced as its leases need, at limits
-never reached; after a 2 s warm-up of each).
+never reached; after a 2 s warm-up of each). The control is a second
+service with limits off, run like the others: its ratio to the first is
+what the bench itself makes of two equal services.
 
-| function | off (rps) | on (rps) | on / off | target |
-|---|---|---|---|---|
+| function | off (rps) | on (rps) | on / off | control / off | target |
+|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 **Bound across instances**: {o['processes']} processes on one database,

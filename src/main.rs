@@ -151,8 +151,13 @@ async fn purge(settings: Settings, dry_run: bool) -> Result<(), String> {
                 println!("  messages and search documents: {}", c.transcript_rows);
             }
             println!(
-                "{} batches, the longest {} ms; {} ms in all",
-                report.batches, report.longest_batch_ms, report.elapsed_ms
+                "{} batches of up to {} rows, the longest {} ms, busy {}% of the time \
+                 (BACKGROUND_BUSY_PERCENT); {} ms in all",
+                report.batches,
+                report.batch_size,
+                report.longest_batch_ms,
+                report.busy_percent,
+                report.elapsed_ms
             );
         }
         lifecycle::Outcome::Skipped => {

@@ -340,6 +340,15 @@ async fn the_deploy_script_deploys_and_redeploys_a_working_api() {
         std::fs::read(repo_path("functions/purge-expired/function.json")).unwrap()
     );
     assert_eq!(settings["PURGE_SCHEDULE"], "0 0 3 * * *");
+    // OpenSSL's roots: a file of the package, where Azure mounts it.
+    let roots = settings["SSL_CERT_FILE"].as_str().unwrap();
+    let in_package = roots
+        .strip_prefix("/home/site/wwwroot/")
+        .unwrap_or_else(|| panic!("SSL_CERT_FILE {roots} is not in the package"));
+    assert!(
+        site.join(in_package).is_file(),
+        "{roots} not in the package"
+    );
     for name in [
         "MAX_SESSION_AGE_DAYS",
         "TRASH_RETENTION_DAYS",

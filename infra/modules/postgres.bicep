@@ -26,7 +26,8 @@ var pgbouncer = sku.tier != 'Burstable'
 var pgbouncerSettings = pgbouncer ? [
   { name: 'pgbouncer.enabled', value: 'true' }
   { name: 'pgbouncer.default_pool_size', value: string(pgbouncerPoolSize) }
-  // The service prepares its statements (protocol level, about 40 of them);
+  // The service prepares its statements (protocol level, about 60 of them plus
+  // one per filter combination of the listings: docs/scaling.md);
   // PgBouncer >= 1.21 keeps them per server connection when this is above 0.
   { name: 'pgbouncer.max_prepared_statements', value: '200' }
 ] : []

@@ -326,32 +326,14 @@ pub async fn export_page(
 }
 
 /// Rows (messages and search documents) of one queued transcript deleted
-/// per statement by [`sweep`].
+/// per statement by [`sweep_step`].
 const SWEEP_BATCH: i64 = 1000;
-/// Queued transcripts one statement of [`sweep`] takes on, each with its
-/// own batch: deleting many small transcripts (a purge's) costs a
+/// Queued transcripts one statement of [`sweep_step`] takes on, each with
+/// its own batch: deleting many small transcripts (a purge's) costs a
 /// statement per [`SWEEP_ORIGINS`], not one each.
 const SWEEP_ORIGINS: i64 = 32;
 
-/// Deletes the messages and documents that no session reads any more:
-/// those of deleted sessions (queued by migration V13's trigger) beyond
-/// what the forks that share them read, a batch per statement, until the
-/// queue is empty; returns how many rows. Each statement sees what was
-/// committed when it began, and a fork only ever shares what its source
-/// (alive then) reads, so nothing a session can read is deleted. Queue
-/// entries another sweep holds are skipped.
-pub async fn sweep(client: &impl GenericClient) -> Result<u64, DbError> {
-    let mut deleted = 0;
-    loop {
-        let step = sweep_step(client).await?;
-        deleted += step.deleted;
-        if !step.queued {
-            return Ok(deleted);
-        }
-    }
-}
-
-/// What one statement of [`sweep`] did.
+/// What one statement of [`sweep_step`] did.
 pub struct SweepStep {
     /// Whether the queue had an entry (not held by another sweep).
     pub queued: bool,
@@ -359,10 +341,16 @@ pub struct SweepStep {
     pub deleted: u64,
 }
 
-/// One statement of [`sweep`]: a batch of the rows of each of up to
-/// [`SWEEP_ORIGINS`] queued transcripts (an entry goes once none of its
-/// rows are left), for callers that take a connection per statement (the
-/// purge).
+/// Deletes some of the messages and documents that no session reads any
+/// more: those of deleted sessions (queued by migration V13's trigger)
+/// beyond what the forks that share them read. One statement: a batch of
+/// the rows of each of up to [`SWEEP_ORIGINS`] queued transcripts (an
+/// entry goes once none of its rows are left); callers repeat it until
+/// the queue is empty (the pool's periodic sweep, the purge), each
+/// statement on a connection of its own, resting between them. Each
+/// statement sees what was committed when it began, and a fork only ever
+/// shares what its source (alive then) reads, so nothing a session can
+/// read is deleted. Queue entries another sweep holds are skipped.
 pub async fn sweep_step(client: &impl GenericClient) -> Result<SweepStep, DbError> {
     let stmt = client
         .prepare_cached(

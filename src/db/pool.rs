@@ -15,6 +15,7 @@ use tokio_postgres::{NoTls, Socket};
 use super::entra::{EntraConnect, EntraPassword};
 use super::pooled::{CancelTls, Pooled};
 use super::{DbError, migrate};
+use crate::limits::pace::Pace;
 use crate::limits::pool_share::{self, OverShare, PoolShares};
 use crate::secrets::{Resolved, Secrets};
 use crate::settings::DatabaseSettings;
@@ -187,7 +188,7 @@ impl Database {
                 "SELECT NULL FROM applications, configs, sessions, session_participants,
                                   session_messages, session_search, session_lineage,
                                   transcripts_to_sweep, users, idempotency_keys, event_tickets,
-                                  watched_sessions
+                                  watched_sessions, rate_limit_counts, audit_events
                  LIMIT 0",
             )
             .await?;
@@ -278,7 +279,11 @@ where
         .build()
         .map_err(|e| DbError::Other(format!("cannot build pool: {e}")))?;
     tracing::info!(max_size = settings.pool_max_size, "database pool ready");
-    sweep(pool.clone(), settings.idempotency_sweep_interval);
+    sweep(
+        pool.clone(),
+        settings.idempotency_sweep_interval,
+        settings.background_pace,
+    );
     Ok(pool)
 }
 
@@ -288,8 +293,10 @@ where
 /// than work on each request: it costs requests nothing (deleting a
 /// session of any size is one small statement), and runs even when writes
 /// stop. (While no instance runs, nothing is swept: nothing can read those
-/// rows then either.)
-fn sweep(pool: Pool, interval: std::time::Duration) {
+/// rows then either.) The transcripts' sweep, which after a purge has
+/// millions of rows to delete, takes a connection per statement and rests
+/// between them (`pace`, BACKGROUND_BUSY_PERCENT).
+fn sweep(pool: Pool, interval: std::time::Duration, pace: Pace) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
@@ -306,16 +313,34 @@ fn sweep(pool: Pool, interval: std::time::Duration) {
                 Ok(deleted) => tracing::info!(deleted, "expired idempotency records deleted"),
                 Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
             }
-            match super::messages::sweep(&client).await {
+            if let Err(e) = super::events::sweep(&client).await {
+                tracing::warn!(error = %e, "sweep of stream tickets and watches failed");
+            }
+            drop(client);
+            match sweep_transcripts(&pool, pace).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "rows of deleted transcripts deleted"),
                 Err(e) => tracing::warn!(error = %e, "transcript sweep failed"),
             }
-            if let Err(e) = super::events::sweep(&client).await {
-                tracing::warn!(error = %e, "sweep of stream tickets and watches failed");
-            }
         }
     });
+}
+
+/// Sweeps deleted transcripts (`messages::sweep_step`) until the queue is
+/// empty, at `pace`; returns how many rows.
+async fn sweep_transcripts(pool: &Pool, pace: Pace) -> Result<u64, DbError> {
+    let mut deleted = 0;
+    loop {
+        let client = pool.get().await.map_err(DbError::from)?;
+        let started = std::time::Instant::now();
+        let step = super::messages::sweep_step(&client).await?;
+        drop(client);
+        deleted += step.deleted;
+        if !step.queued {
+            return Ok(deleted);
+        }
+        pace.rest(started.elapsed()).await;
+    }
 }
 
 /// Opens `count` more connections in the background, so that a burst after

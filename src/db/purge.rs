@@ -6,7 +6,7 @@
 //! Deleting a session here is what delete-session does, no more: its
 //! participants, lineage and stream tickets cascade; the BEFORE DELETE
 //! trigger of migration V13 queues its transcript for the sweep
-//! (`messages::sweep`, which keeps the messages forks still read); V16's
+//! (`messages::sweep_step`, which keeps the messages forks still read); V16's
 //! trigger deletes a retired config with its last session; V18/V19's
 //! notify the session's followers.
 

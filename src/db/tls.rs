@@ -1,9 +1,13 @@
 //! TLS for PostgreSQL connections (`sslmode=prefer|require`), verifying the
-//! server certificate and host name against the system roots (or
-//! `SSL_CERT_FILE`, which OpenSSL reads, for a private CA). Building it
-//! reads the whole CA bundle (about 40 ms), so it is built once, and begun
-//! in the background when the process starts: the first request does not
-//! wait for it. Connections with `sslmode=disable` never need it.
+//! server certificate and host name against the system roots. Building it
+//! reads the CA file: `SSL_CERT_FILE` (in Azure the package's three roots,
+//! `certs/azure-postgres-roots.pem`; or a private CA), else the whole
+//! system bundle (about 45 ms). native-tls reads that file, as
+//! openssl-probe finds it, whatever roots a connector is given, so the
+//! file is chosen by the setting rather than here. It is built once, begun
+//! in the background when the process starts, so the first request waits
+//! for what is left of it at most. Connections with `sslmode=disable`
+//! never need it.
 
 use std::sync::OnceLock;
 

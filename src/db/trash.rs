@@ -84,7 +84,7 @@ pub async fn trash(
 /// Deletes the session for good, in the trash or not, if the caller's role
 /// is in `permitted` (participants and lineage cascade). A trashed session
 /// is visible to those roles only: anyone else finds nothing. Its messages
-/// are deleted later by the sweep (`messages::sweep`), except those its
+/// are deleted later by the sweep (`messages::sweep_step`), except those its
 /// forks share: the request costs the same whatever the transcript.
 #[tracing::instrument(name = "trash.delete_permanently", skip_all, fields(
     otel.kind = "client", db.system.name = "postgresql", db.operation.name = "trash.delete_permanently",

@@ -8,7 +8,7 @@
 //!
 //! In order: sessions inactive past their retention; sessions in the
 //! trash past TRASH_RETENTION_DAYS; their messages and search documents
-//! that no fork reads (the sweep, `db::messages::sweep`); users with no
+//! that no fork reads (the sweep, `db::messages::sweep_step`); users with no
 //! session left; audit events past AUDIT_RETENTION_DAYS.
 
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::db::pooled::Pooled;
 use crate::db::purge::{self as sql, Counts};
 use crate::db::{Database, DbError, listen, messages};
+use crate::limits::pace::Pace;
 use crate::settings::Settings;
 
 /// What one purge did.
@@ -31,6 +32,11 @@ pub struct Report {
     pub counts: Counts,
     /// Statements run (each its own transaction).
     pub batches: u64,
+    /// Rows each may remove at most (PURGE_BATCH_SIZE).
+    pub batch_size: u32,
+    /// The share of the time spent running them (BACKGROUND_BUSY_PERCENT);
+    /// the purge rests the rest.
+    pub busy_percent: u8,
     /// The longest of them, in milliseconds.
     pub longest_batch_ms: u64,
     pub elapsed_ms: u64,
@@ -42,7 +48,7 @@ impl Report {
         let c = &self.counts;
         format!(
             "{}: {} inactive sessions, {} from the trash, {} users, {} audit events, \
-             {} transcript rows; {} batches (longest {} ms) in {} ms",
+             {} transcript rows; {} batches of up to {} (longest {} ms), busy {}% of {} ms",
             if self.dry_run {
                 "would purge"
             } else {
@@ -54,7 +60,9 @@ impl Report {
             c.audit_events,
             c.transcript_rows,
             self.batches,
+            self.batch_size,
             self.longest_batch_ms,
+            self.busy_percent,
             self.elapsed_ms
         )
     }
@@ -69,10 +77,12 @@ pub enum Outcome {
 
 /// Times the batches of one purge, each on a connection of the pool
 /// taken for it (so each is bounded by DATABASE_STATEMENT_TIMEOUT_MS, as a
-/// request is), and stops the purge once the lock's connection is lost.
+/// request is) and given back before the purge rests (`pace`), and stops
+/// the purge once the lock's connection is lost.
 struct Batches<'a> {
     db: &'a Database,
     lock: &'a tokio_postgres::Client,
+    pace: Pace,
     count: u64,
     longest: Duration,
 }
@@ -90,8 +100,11 @@ impl Batches<'_> {
         let mut client = self.db.client().await?;
         let started = Instant::now();
         let result = batch(&mut client).await;
+        drop(client);
+        let took = started.elapsed();
         self.count += 1;
-        self.longest = self.longest.max(started.elapsed());
+        self.longest = self.longest.max(took);
+        self.pace.rest(took).await;
         result
     }
 }
@@ -119,6 +132,7 @@ pub async fn run(db: &Database, settings: &Settings, dry_run: bool) -> Result<Ou
     let mut batches = Batches {
         db,
         lock: &lock.client,
+        pace: settings.database.background_pace,
         count: 0,
         longest: Duration::ZERO,
     };
@@ -196,6 +210,8 @@ pub async fn run(db: &Database, settings: &Settings, dry_run: bool) -> Result<Ou
         dry_run,
         counts,
         batches: batches.count,
+        batch_size: lifecycle.purge_batch_size,
+        busy_percent: batches.pace.percent(),
         longest_batch_ms: batches.longest.as_millis() as u64,
         elapsed_ms: started.elapsed().as_millis() as u64,
     };

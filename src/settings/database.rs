@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::{Environment, SettingsError, Vars};
+use crate::limits::pace::Pace;
 
 const DEFAULT_DATABASE_URL: &str =
     "postgresql+asyncpg://amplifier_dev:dev_password@localhost:5432/amplifier_dev";
@@ -55,6 +56,10 @@ pub struct DatabaseSettings {
     /// How often expired idempotency records are deleted (while the pool
     /// exists, i.e. after the first request).
     pub idempotency_sweep_interval: Duration,
+    /// `BACKGROUND_BUSY_PERCENT`: the share of the time the background
+    /// work (the purge, the sweep of deleted transcripts) may keep a
+    /// connection busy; it rests after each statement to hold to it.
+    pub background_pace: Pace,
 }
 
 pub(super) fn from_vars(
@@ -91,6 +96,16 @@ pub(super) fn from_vars(
         idempotency_sweep_interval: Duration::from_secs(
             vars.parse_or("IDEMPOTENCY_SWEEP_SECONDS", 600)?,
         ),
+        background_pace: {
+            let percent = vars.parse_or("BACKGROUND_BUSY_PERCENT", 50u8)?;
+            if !(1..=100).contains(&percent) {
+                return Err(SettingsError::new(
+                    "BACKGROUND_BUSY_PERCENT",
+                    "must be between 1 and 100",
+                ));
+            }
+            Pace::new(percent)
+        },
         auth: match vars.get("DATABASE_AUTH").unwrap_or("password") {
             "password" => DatabaseAuth::Password,
             "entra" => DatabaseAuth::Entra,
@@ -174,6 +189,17 @@ mod tests {
     fn settings(pairs: &[(&str, &str)]) -> Result<DatabaseSettings, SettingsError> {
         let vars = crate::settings::tests::vars(pairs);
         from_vars(&Vars(&vars), Environment::Development, false)
+    }
+
+    #[test]
+    fn background_work_is_busy_half_the_time_unless_set() {
+        assert_eq!(settings(&[]).unwrap().background_pace.percent(), 50);
+        let s = settings(&[("BACKGROUND_BUSY_PERCENT", "100")]).unwrap();
+        assert_eq!(s.background_pace.percent(), 100);
+        for bad in ["0", "101", "-5", "half"] {
+            let err = settings(&[("BACKGROUND_BUSY_PERCENT", bad)]).unwrap_err();
+            assert_eq!(err.name, "BACKGROUND_BUSY_PERCENT", "{bad}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! 3. sessions still naming them as `owner_user_id`: named after their
 //!    earliest-joined owner;
 //! 4. the messages and search documents of the deleted sessions: swept
-//!    (`db::messages::sweep`), but for those a fork of another user reads;
+//!    (`db::messages::sweep_step`), but for those a fork of another user reads;
 //! 5. every message they appended that is still kept (in sessions others
 //!    keep, or read by others' forks): a tombstone (same `seq`, no content,
 //!    no author), and the search documents covering it written again;

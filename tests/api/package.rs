@@ -44,8 +44,13 @@ async fn the_package_holds_exactly_the_function_app_and_serves_health() {
         .unwrap();
     assert!(unzip.success());
 
-    let mut expected: BTreeSet<String> =
-        ["host.json".to_owned(), "amplifier-sessions".to_owned()].into();
+    let roots = "certs/azure-postgres-roots.pem";
+    let mut expected: BTreeSet<String> = [
+        "host.json".to_owned(),
+        "amplifier-sessions".to_owned(),
+        roots.to_owned(),
+    ]
+    .into();
     for entry in std::fs::read_dir(repo_path("functions")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let file = format!("{name}/function.json");
@@ -65,6 +70,24 @@ async fn the_package_holds_exactly_the_function_app_and_serves_health() {
         std::fs::read(unpacked.join("host.json")).unwrap(),
         std::fs::read(repo_path("host.json")).unwrap()
     );
+    // The roots SSL_CERT_FILE names in Azure (infra/main.bicep): the three
+    // Azure Database for PostgreSQL documents, each a certificate OpenSSL
+    // reads.
+    let pem = std::fs::read_to_string(unpacked.join(roots)).unwrap();
+    assert_eq!(pem, std::fs::read_to_string(repo_path(roots)).unwrap());
+    let blocks: Vec<&str> = pem.split("-----BEGIN CERTIFICATE-----").skip(1).collect();
+    assert_eq!(blocks.len(), 3, "{pem}");
+    for block in blocks {
+        let cert = format!("-----BEGIN CERTIFICATE-----{block}");
+        native_tls::Certificate::from_pem(cert.as_bytes()).unwrap();
+    }
+    for root in [
+        "DigiCert Global Root G2",
+        "Microsoft RSA Root Certificate Authority 2017",
+        "DigiCert Global Root CA",
+    ] {
+        assert!(pem.contains(&format!("# {root}\n")), "{root}");
+    }
 
     // python's zipfile does not restore modes; the zip records them (Azure's
     // unpacking does): check the recorded bit, then run the unpacked copy.

@@ -625,3 +625,42 @@ async fn the_purge_skips_a_session_a_request_holds() {
         assert!(!exists(&app, &held).await, "round {round}");
     }
 }
+
+/// The purge works in batches of PURGE_BATCH_SIZE rows and rests between
+/// them as BACKGROUND_BUSY_PERCENT says; its report says both.
+#[tokio::test]
+async fn the_purge_works_in_the_batches_and_at_the_pace_set() {
+    let app = spawn_app_with(&[
+        ("MAX_SESSION_AGE_DAYS", "7"),
+        ("PURGE_BATCH_SIZE", "1"),
+        ("BACKGROUND_BUSY_PERCENT", "10"),
+    ])
+    .await;
+    let caller = Caller::new(&app, "paced-app", json!({})).await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let session = caller.session().await;
+        inactive_for(&app, &session, 8).await;
+        sessions.push(session);
+    }
+    let logs = invoke_timer(&app).await;
+    let summary = &logs[0];
+    assert!(
+        summary.starts_with("purged: 3 inactive sessions"),
+        "{summary}"
+    );
+    assert!(summary.contains("batches of up to 1 "), "{summary}");
+    assert!(summary.contains("busy 10% of"), "{summary}");
+    // A batch looks at one session: the pass takes one batch per session
+    // (and one that finds none left).
+    let batches: u64 = summary
+        .split("; ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no batch count in {summary}"));
+    assert!(batches >= 4, "{summary}");
+    for session in &sessions {
+        assert!(!exists(&app, session).await);
+    }
+}
