@@ -164,7 +164,7 @@ module functionApp 'modules/functionapp.bicep' = {
       // first connection does not wait for ~145 roots to be parsed
       // (README, Design notes, "Cold start"). Other roots are still found
       // in the system's hashed directory.
-      SSL_CERT_FILE: '/home/site/wwwroot/certs/azure-postgres-roots.pem'
+      SSL_CERT_FILE: '/home/site/wwwroot/certs/azure-postgres-roots.crt'
       AUTH_REQUIRED: 'true'
       JWT_ALGORITHM: 'RS256'
       JWT_ISSUER: jwtIssuer

@@ -482,7 +482,7 @@ def cold_starts(pg, args, fx):
         SYSTEM_BUNDLE: cold_start(pg, args, fixtures, "require", {
             "SSL_CERT_FILE": with_local_ca("/etc/ssl/certs/ca-certificates.crt")}),
         SHIPPED_ROOTS: cold_start(pg, args, fixtures, "require", {
-            "SSL_CERT_FILE": with_local_ca(os.path.join(ROOT, "certs", "azure-postgres-roots.pem"))}),
+            "SSL_CERT_FILE": with_local_ca(os.path.join(ROOT, "certs", "azure-postgres-roots.crt"))}),
     }
 
 
@@ -527,7 +527,7 @@ def cold_section(cold):
         "(OpenSSL); it starts doing so in the background as the process starts, so only the part",
         "the first request still has to wait for shows above. With the system's bundle (about 145",
         "certificates here) that is most of the cold start; the deployment names the package's",
-        "three Azure roots instead (`certs/azure-postgres-roots.pem`; the local server's CA is",
+        "three Azure roots instead (`certs/azure-postgres-roots.crt`; the local server's CA is",
         "appended to both files here, standing in for Azure's chain).",
         "",
     ]

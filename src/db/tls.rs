@@ -1,7 +1,7 @@
 //! TLS for PostgreSQL connections (`sslmode=prefer|require`), verifying the
 //! server certificate and host name against the system roots. Building it
 //! reads the CA file: `SSL_CERT_FILE` (in Azure the package's three roots,
-//! `certs/azure-postgres-roots.pem`; or a private CA), else the whole
+//! `certs/azure-postgres-roots.crt`; or a private CA), else the whole
 //! system bundle (about 45 ms). native-tls reads that file, as
 //! openssl-probe finds it, whatever roots a connector is given, so the
 //! file is chosen by the setting rather than here. It is built once, begun

@@ -44,7 +44,7 @@ async fn the_package_holds_exactly_the_function_app_and_serves_health() {
         .unwrap();
     assert!(unzip.success());
 
-    let roots = "certs/azure-postgres-roots.pem";
+    let roots = "certs/azure-postgres-roots.crt";
     let mut expected: BTreeSet<String> = [
         "host.json".to_owned(),
         "amplifier-sessions".to_owned(),
