@@ -462,6 +462,23 @@ SYSTEM_BUNDLE = "TLS (sslmode=require, system CA bundle)"
 SHIPPED_ROOTS = "TLS (sslmode=require, the shipped Azure roots, as deployed)"
 
 
+def ca_file_with(path, local_ca):
+    """A copy of the CA file `path` with the local server's CA appended,
+    standing in for Azure's chain."""
+    out = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)
+    with out:
+        out.write(open(path).read() if os.path.exists(path) else "")
+        out.write(open(local_ca).read())
+    return out.name
+
+
+def as_deployed(local_ca):
+    """Settings for TLS to PostgreSQL as deployed: verified against the
+    package's Azure roots (SSL_CERT_FILE, infra/main.bicep)."""
+    return {"SSL_CERT_FILE": ca_file_with(os.path.join(ROOT, "certs", "azure-postgres-roots.crt"),
+                                          local_ca)}
+
+
 def cold_starts(pg, args, fx):
     """The cold start without TLS, with TLS verified against the system's
     whole CA bundle, and as deployed: against the package's three Azure
@@ -470,19 +487,11 @@ def cold_starts(pg, args, fx):
     log("cold start ...")
     fixtures = {"headers": fx.headers(fx.users[0]), "config_id": fx.config_id}
 
-    def with_local_ca(path):
-        out = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)
-        with out:
-            out.write(open(path).read() if os.path.exists(path) else "")
-            out.write(open(args.ca_file).read())
-        return out.name
-
     return {
         NO_TLS: cold_start(pg, args, fixtures, "disable"),
         SYSTEM_BUNDLE: cold_start(pg, args, fixtures, "require", {
-            "SSL_CERT_FILE": with_local_ca("/etc/ssl/certs/ca-certificates.crt")}),
-        SHIPPED_ROOTS: cold_start(pg, args, fixtures, "require", {
-            "SSL_CERT_FILE": with_local_ca(os.path.join(ROOT, "certs", "azure-postgres-roots.crt"))}),
+            "SSL_CERT_FILE": ca_file_with("/etc/ssl/certs/ca-certificates.crt", args.ca_file)}),
+        SHIPPED_ROOTS: cold_start(pg, args, fixtures, "require", as_deployed(args.ca_file)),
     }
 
 
@@ -1315,6 +1324,23 @@ def write_report(args, results, trips, cold, idle_rss, peak_rss, growth, export,
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def own_database(pg, name):
+    """A fresh database `name` owned by the service's role, for a section
+    that must not share (or disturb) another's data."""
+    pg.psql(f"DO $$ BEGIN CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_PASSWORD}'; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$", db="postgres")
+    pg.psql(f"DROP DATABASE IF EXISTS {name}", db="postgres")
+    pg.psql(f"CREATE DATABASE {name} OWNER {APP_ROLE}", db="postgres")
+
+
+def service_on(pg, name, port, extra=None, pool=8, sslmode="disable"):
+    """A started service on database `name` (see own_database)."""
+    s = Service(pg, pool, port, sslmode=sslmode, extra=extra)
+    s.env["DATABASE_URL"] = s.env["DATABASE_URL"].replace(f"/{DB}?", f"/{name}?")
+    s.start()
+    return s
 
 
 def replace_section(path, begin, end, section):

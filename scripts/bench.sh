@@ -7,20 +7,22 @@
 # (issue 15's attacks on one instance), scripts/bench_shares.py (issue 16:
 # one application's flood of slow requests against another's reads) and
 # scripts/bench_limits.py (issue 16's rate limits) and scripts/bench_events.py
-# (issue 17's live sessions: streams over two instances) and
+# (issue 17's live sessions: streams over two instances),
 # scripts/bench_purge.py (issue 18's retention purge of 1,000,000 expired
-# sessions under load) add their sections.
+# sessions under load) and scripts/bench_telemetry.py (issue 19: the cost of
+# traces and metrics) add their sections.
 # Environment: BENCH_DURATION (s per run, default 10), BENCH_CONNECTIONS
 # (default 8), BENCH_USERS (default 200), BENCH_GROWTH_MESSAGES (default
 # 100000), BENCH_SCALE_SESSIONS (default 1000000), BENCH_PURGE_SESSIONS
-# (default 1000000), BENCH_ONLY=attacks, shares, limits, events, purge or
-# cold (only that section; cold: the cold starts of scripts/bench.py).
+# (default 1000000), BENCH_ONLY=attacks, shares, limits, events, purge,
+# telemetry or cold (only that section; cold: the cold starts of
+# scripts/bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only=${BENCH_ONLY:-}
 case "$only" in
-  ""|attacks|shares|limits|events|purge|cold) ;;
-  *) echo "bench: BENCH_ONLY must be attacks, shares, limits, events, purge or cold" >&2; exit 1 ;;
+  ""|attacks|shares|limits|events|purge|telemetry|cold) ;;
+  *) echo "bench: BENCH_ONLY must be attacks, shares, limits, events, purge, telemetry or cold" >&2; exit 1 ;;
 esac
 
 scripts/install-deps.sh
@@ -68,4 +70,7 @@ fi
 if [ -z "$only" ] || [ "$only" = purge ]; then
   python3 scripts/bench_purge.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt" \
     --sessions "${BENCH_PURGE_SESSIONS:-1000000}"
+fi
+if [ -z "$only" ] || [ "$only" = telemetry ]; then
+  python3 scripts/bench_telemetry.py --pg-port "$port" --log-dir "$dir/data/log" --ca-file "$dir/tls/ca.crt"
 fi

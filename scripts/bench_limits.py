@@ -20,7 +20,7 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
-from bench import ADMIN_KEY, APP_PASSWORD, APP_ROLE, Fixture, Postgres, Service, log, token, wrk  # noqa: E402
+from bench import ADMIN_KEY, Fixture, Postgres, log, token, wrk  # noqa: E402
 
 DB = "bench_limits"
 BEGIN, END = "<!-- limits: begin -->", "<!-- limits: end -->"
@@ -31,17 +31,11 @@ ON = {name: "1000000000" for name in OFF}
 
 
 def fresh_database(pg):
-    pg.psql(f"DO $$ BEGIN CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_PASSWORD}'; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$", db="postgres")
-    pg.psql(f"DROP DATABASE IF EXISTS {DB}", db="postgres")
-    pg.psql(f"CREATE DATABASE {DB} OWNER {APP_ROLE}", db="postgres")
+    bench.own_database(pg, DB)
 
 
 def service(pg, port, extra, pool=8):
-    s = Service(pg, pool, port, extra=extra)
-    s.env["DATABASE_URL"] = s.env["DATABASE_URL"].replace(f"/{bench.DB}?", f"/{DB}?")
-    s.start()
-    return s
+    return bench.service_on(pg, DB, port, extra, pool)
 
 
 def throughput(pg, args):
