@@ -9,9 +9,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 /// The Functions invocation id of the request, when the host sent one
-/// (`x-azure-functions-invocationid`), at most 64 bytes as the column
-/// holds: a caller can forge the header, so it is evidence of which
-/// invocation only together with the host's own logs.
+/// (`telemetry::invocation_id`), at most 64 bytes as the column holds: a
+/// caller can forge the forwarding host's header, so it is evidence of
+/// which invocation only together with the host's own logs.
 #[derive(Debug, Clone, Default)]
 pub struct InvocationId(pub Option<String>);
 
@@ -30,11 +30,7 @@ impl<S: Send + Sync> FromRequestParts<S> for InvocationId {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(InvocationId(
-            parts
-                .headers
-                .get(crate::telemetry::INVOCATION_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .filter(|id| !id.is_empty())
+            crate::telemetry::invocation_id(&parts.headers)
                 .map(|id| id.chars().take(MAX_LEN).collect()),
         ))
     }

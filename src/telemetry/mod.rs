@@ -23,7 +23,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-pub(crate) use request::INVOCATION_ID_HEADER;
+pub(crate) use request::invocation_id;
 pub use request::{bounded, log_request};
 
 use crate::settings::{LogFormat, Settings};

@@ -17,8 +17,20 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::otel;
 
-/// The header the Functions host sets on each request it passes on.
-pub(crate) const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+/// The headers the Functions host names the invocation with: proxying
+/// (`enableProxyingHttpRequest`, the host's `DefaultHttpProxyService`,
+/// which overwrites any the caller sent) and forwarding
+/// (`enableForwardingHttpRequest`, `HttpWorkerConstants`). A host uses
+/// one or the other; the proxy's goes first, as it cannot be forged.
+const INVOCATION_ID_HEADERS: [&str; 2] = ["x-ms-invocation-id", "x-azure-functions-invocationid"];
+
+/// The request's Functions invocation id, when the host sent one.
+pub(crate) fn invocation_id(headers: &axum::http::HeaderMap) -> Option<&str> {
+    INVOCATION_ID_HEADERS
+        .iter()
+        .filter_map(|name| headers.get(*name)?.to_str().ok())
+        .find(|id| !id.is_empty())
+}
 /// The most of a caller's text (a header, the method) a log line carries:
 /// the host's invocation ids are GUIDs (36 bytes), and a caller who forges
 /// one of 8,000 bytes must not write 8,000 bytes into the logs per request.
@@ -38,10 +50,7 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let invocation_id = request
-        .headers()
-        .get(INVOCATION_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
+    let invocation_id = invocation_id(request.headers())
         .map(|id| bounded(id).into_owned())
         .unwrap_or_default();
     let span = super::enabled().then(|| server_span(&request, &method, &route, &invocation_id));

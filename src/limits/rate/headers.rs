@@ -3,6 +3,7 @@
 //! (`RateLimit-Policy: "user";q=1000;w=60`) and what is left of it
 //! (`RateLimit: "user";r=997;t=42`), so that clients can pace themselves.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::Request;
@@ -28,17 +29,30 @@ pub struct Standing {
 pub type Standings = Vec<Standing>;
 
 /// Writes the two fields for `standings` (nothing when there are none).
+/// Every counted response carries them, so each is written straight into
+/// one buffer.
 pub fn write_headers(headers: &mut HeaderMap, standings: &[Standing]) {
     if standings.is_empty() {
         return;
     }
-    let join = |item: &dyn Fn(&Standing) -> String| {
-        standings.iter().map(item).collect::<Vec<_>>().join(", ")
-    };
-    let policy = join(&|s| format!("\"{}\";q={};w={WINDOW_SECS}", s.policy, s.limit));
-    let current = join(&|s| format!("\"{}\";r={};t={}", s.policy, s.remaining, s.reset));
+    let mut policy = String::with_capacity(32 * standings.len());
+    let mut current = String::with_capacity(32 * standings.len());
+    for (i, s) in standings.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        // Writing to a String cannot fail.
+        let _ = write!(
+            policy,
+            "{sep}\"{}\";q={};w={WINDOW_SECS}",
+            s.policy, s.limit
+        );
+        let _ = write!(
+            current,
+            "{sep}\"{}\";r={};t={}",
+            s.policy, s.remaining, s.reset
+        );
+    }
     for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, current)] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if let Ok(value) = HeaderValue::try_from(value) {
             headers.insert(name, value);
         }
     }
