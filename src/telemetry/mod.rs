@@ -57,7 +57,8 @@ impl Telemetry {
         if let Some(pipeline) = self.pipeline {
             pipeline.shutdown();
         }
-        // Last: its final export carries what the spans' shutdown counted.
+        // Last: its final export counts the spans the traces' last flush
+        // sent.
         if let Some(metrics) = self.metrics {
             metrics.shutdown();
         }

@@ -35,8 +35,24 @@ async fn readiness_probe_answers_without_touching_the_database() {
 /// key gets exactly the public answer.
 #[tokio::test]
 async fn health_adds_detail_for_the_admin_key_only() {
-    let app = spawn_app_with(&[("DATABASE_POOL_MAX_SIZE", "6")]).await;
+    let app = spawn_app_with(&[
+        ("DATABASE_POOL_MAX_SIZE", "6"),
+        ("RATE_LIMIT_REQUESTS_PER_MINUTE", "1"),
+    ])
+    .await;
     let key = app.create_application("health-app").await;
+    // One request over a user's limit, to be counted.
+    let user = uuid::Uuid::new_v4();
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let response = app
+            .as_user(app.get(&format!("/api/users/{user}/sessions")), &key, user)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status());
+    }
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
     for wrong in ["not-the-admin-key", key.as_str()] {
         let body = expect_status(
             app.get("/api/health")
@@ -69,6 +85,11 @@ async fn health_adds_detail_for_the_admin_key_only() {
     assert_eq!(pool["waiting"], 0, "{body}");
     assert_eq!(detail["event_streams_open"], 0, "{body}");
     assert!(detail["rate_limit_callers"].is_u64(), "{body}");
+    // Counts are of the whole process (the other tests' too): at least.
+    assert!(
+        detail["counts"]["rate_limited"]["user"].as_u64().unwrap() >= 1,
+        "{body}"
+    );
     for count in [
         "pool_timeouts",
         "rate_limited",
