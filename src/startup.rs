@@ -40,6 +40,7 @@ impl Application {
         let listener = TcpListener::bind(addr).await?;
         let http = settings.http.clone();
         let state = AppState::new(settings).map_err(std::io::Error::other)?;
+        telemetry::metrics::observe(&state.db, &state.events, &state.rate);
         if state.settings.lifecycle.purge_in_process {
             lifecycle::schedule::spawn(state.db.clone(), state.settings.clone());
         }

@@ -25,6 +25,7 @@ use crate::limits::pool_share;
 use crate::limits::rate::{self, Refusal};
 use crate::settings::DEV_USER_ID;
 use crate::state::AppState;
+use crate::telemetry::metrics;
 
 /// The header carrying an application's (or the admin's) key.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -223,6 +224,7 @@ async fn count(
             if let Some(slot) = slot {
                 slot.fill(&standings);
             }
+            count_refusal(policy);
             Err(ApiError::TooManyRequests {
                 detail: format!(
                     "over the \"{policy}\" rate limit: {limit} {counted} per minute; \
@@ -235,6 +237,7 @@ async fn count(
             if let Some(slot) = slot {
                 slot.fill(&standings);
             }
+            count_refusal(policy);
             Err(ApiError::TooManyRequests {
                 detail: format!(
                     "near the \"{policy}\" rate limit, this instance's share of what is left \
@@ -250,6 +253,21 @@ async fn count(
                     .to_owned(),
             ))
         }
+    }
+}
+
+fn count_refusal(policy: &str) {
+    if let Some(policy) = metrics::RateLimitPolicy::from_policy(policy) {
+        metrics::rate_limited(policy);
+    }
+}
+
+/// Whether the request carries the admin key: a wrong key, or none, is
+/// not (never an error: for answers that only add detail for the admin).
+pub async fn is_admin(headers: &axum::http::HeaderMap, state: &AppState) -> bool {
+    match headers.get(API_KEY_HEADER).map(|v| v.to_str()) {
+        Some(Ok(key)) => is_admin_key(state, key).await.unwrap_or(false),
+        _ => false,
     }
 }
 

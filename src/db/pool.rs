@@ -19,6 +19,7 @@ use crate::limits::pace::Pace;
 use crate::limits::pool_share::{self, OverShare, PoolShares};
 use crate::secrets::{Resolved, Secrets};
 use crate::settings::DatabaseSettings;
+use crate::telemetry::metrics::{self, PoolShareRefusal};
 
 /// The one pool every handler shares. It is built on first use, never at
 /// start-up (the Functions host needs the port open within milliseconds), and
@@ -77,18 +78,25 @@ impl Database {
                 tokio::time::timeout_at(deadline, shares.acquire(tenant))
                     .await
                     .map_err(|_| {
+                        metrics::pool_share_refused(PoolShareRefusal::TimedOut);
                         DbError::OverShare(OverShare::TimedOut {
                             connections: shares.connections(),
                             waited: timeout,
                         })
                     })?
-                    .map_err(DbError::OverShare)?,
+                    .map_err(|over| {
+                        metrics::pool_share_refused(PoolShareRefusal::Full);
+                        DbError::OverShare(over)
+                    })?,
             ),
             _ => None,
         };
         let (object, tls) = tokio::time::timeout_at(deadline, self.client_with_rotation())
             .await
-            .map_err(|_| DbError::Unavailable(format!("no connection within {timeout:?}")))??;
+            .map_err(|_| {
+                metrics::pool_timeout();
+                DbError::Unavailable(format!("no connection within {timeout:?}"))
+            })??;
         Ok(Pooled::new(
             object,
             tls,
@@ -108,7 +116,7 @@ impl Database {
             }
             other => other?,
         };
-        let client = match pool.get().await.map_err(DbError::from) {
+        let client = match checkout(&pool).await.map_err(DbError::from) {
             Err(DbError::PasswordRejected(_)) if self.can_rotate() => {
                 return self.rotate(&resolved).await;
             }
@@ -136,7 +144,7 @@ impl Database {
             seen.clone()
         };
         let (pool, tls) = self.pool(&resolved).await?;
-        Ok((pool.get().await?, tls))
+        Ok((checkout(&pool).await?, tls))
     }
 
     /// The pool for the database `resolved` names: built on first use, and
@@ -178,6 +186,13 @@ impl Database {
         Ok(config)
     }
 
+    /// The pool's connections now (`None` before it is built, or while it
+    /// is being rebuilt): read by metrics and the admin's health detail.
+    pub fn pool_status(&self) -> Option<deadpool_postgres::Status> {
+        let slot = self.pool.try_read().ok()?;
+        slot.as_ref().map(|(pool, _, _)| pool.status())
+    }
+
     /// Cheap proof the service can use its schema, not only connect: with
     /// `LIMIT 0` nothing is read, but every table must exist and be
     /// readable by the service's role.
@@ -195,6 +210,17 @@ impl Database {
         client.query(&stmt, &[]).await?;
         Ok(())
     }
+}
+
+/// A connection from `pool`, its wait timed for metrics (cut short too)
+/// and a wait that reached the pool's own timeout counted.
+async fn checkout(pool: &Pool) -> Result<Object, deadpool_postgres::PoolError> {
+    let _wait = metrics::connection_wait();
+    pool.get().await.inspect_err(|e| {
+        if matches!(e, deadpool_postgres::PoolError::Timeout(_)) {
+            metrics::pool_timeout();
+        }
+    })
 }
 
 /// Connection settings plus what this service always sets.

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::db::{Database, DbError};
 use crate::error::ApiError;
 use crate::settings::{EventSettings, Settings};
+use crate::telemetry::metrics::{self, StreamRefusal};
 use hub::{Event, Hub, Subscription};
 use limits::{Full, Place, StreamLimits};
 use listener::{Listener, Target};
@@ -79,7 +80,13 @@ impl Events {
     /// with `Retry-After`.
     pub fn admit(&self, key: Option<&str>, user: Uuid) -> Result<Place, ApiError> {
         let tenant: std::sync::Arc<str> = key.unwrap_or_default().into();
-        self.limits.admit(tenant, user).map_err(|full| match full {
+        self.limits.admit(tenant, user).map_err(|full| {
+            metrics::stream_refused(match full {
+                Full::Instance(_) => StreamRefusal::Instance,
+                Full::Application(_) => StreamRefusal::Application,
+                Full::User(_) => StreamRefusal::User,
+            });
+            match full {
             Full::Instance(max) => ApiError::Unavailable(format!(
                 "this instance holds its maximum of {max} streams (EVENTS_MAX_STREAMS); retry shortly"
             )),
@@ -97,6 +104,7 @@ impl Events {
                 ),
                 retry_after: FULL_RETRY_AFTER,
             },
+            }
         })
     }
 

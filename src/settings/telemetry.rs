@@ -1,6 +1,6 @@
-//! Traces (`telemetry`): whether spans are made, where they are sent, and
-//! how many. The OpenTelemetry names (`OTEL_*`) are the standard ones, so
-//! a collector's documentation applies as it is.
+//! Traces and metrics (`telemetry`): whether spans are made, where they
+//! and metrics are sent, and how many. The OpenTelemetry names (`OTEL_*`)
+//! are the standard ones, so a collector's documentation applies as it is.
 
 use std::time::Duration;
 
@@ -20,6 +20,13 @@ pub struct TelemetrySettings {
     /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// plus `/v1/traces`, as the OTLP specification says).
     pub otlp_traces_endpoint: Option<String>,
+    /// Where metrics go as OTLP/HTTP protobuf: the metrics URL itself
+    /// (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, or `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// plus `/v1/metrics`).
+    pub otlp_metrics_endpoint: Option<String>,
+    /// `OTEL_METRIC_EXPORT_INTERVAL`: how often metrics are collected and
+    /// exported (the specification's default, a minute).
+    pub metric_export_interval: Duration,
     /// `APPLICATIONINSIGHTS_CONNECTION_STRING` (alias
     /// `TELEMETRY_APP_INSIGHTS_CONNECTION_STRING`). It holds the
     /// instrumentation key: a secret, never logged.
@@ -57,11 +64,25 @@ pub(super) fn from_vars(
         )),
         (None, None) => None,
     };
+    let otlp_metrics_endpoint = match (
+        vars.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+        vars.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ) {
+        (Some(url), _) => Some(http_url("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", url)?.to_owned()),
+        (None, Some(base)) => Some(format!(
+            "{}/v1/metrics",
+            http_url("OTEL_EXPORTER_OTLP_ENDPOINT", base)?.trim_end_matches('/')
+        )),
+        (None, None) => None,
+    };
     let app_insights_connection_string = vars
         .get("APPLICATIONINSIGHTS_CONNECTION_STRING")
         .or_else(|| vars.get("TELEMETRY_APP_INSIGHTS_CONNECTION_STRING"))
         .map(|s| SecretString::from(s.to_owned()));
-    let enabled = vars.parse_or("TELEMETRY_ENABLED", otlp_traces_endpoint.is_some())?;
+    let enabled = vars.parse_or(
+        "TELEMETRY_ENABLED",
+        otlp_traces_endpoint.is_some() || otlp_metrics_endpoint.is_some(),
+    )?;
     let default_ratio = if environment.is_deployed() {
         DEPLOYED_SAMPLING_RATIO
     } else {
@@ -89,6 +110,11 @@ pub(super) fn from_vars(
     Ok(TelemetrySettings {
         enabled,
         otlp_traces_endpoint,
+        otlp_metrics_endpoint,
+        metric_export_interval: Duration::from_millis(positive(
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            60_000,
+        )?),
         app_insights_connection_string,
         sampling_ratio: ratio,
         environment: vars
@@ -144,6 +170,11 @@ mod tests {
             on.otlp_traces_endpoint.as_deref(),
             Some("http://collector:4318/v1/traces")
         );
+        assert_eq!(
+            on.otlp_metrics_endpoint.as_deref(),
+            Some("http://collector:4318/v1/metrics")
+        );
+        assert_eq!(on.metric_export_interval.as_millis(), 60_000);
         let disabled = Settings::from_vars(&vars(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
             ("TELEMETRY_ENABLED", "false"),
@@ -164,6 +195,20 @@ mod tests {
             signal.otlp_traces_endpoint.as_deref(),
             Some("https://traces.example/in")
         );
+        assert_eq!(
+            signal.otlp_metrics_endpoint.as_deref(),
+            Some("http://collector:4318/v1/metrics")
+        );
+        // Metrics alone turn telemetry on; traces then go nowhere.
+        let metrics_only = Settings::from_vars(&vars(&[
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m.example/in"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "250"),
+        ]))
+        .unwrap()
+        .telemetry;
+        assert!(metrics_only.enabled);
+        assert_eq!(metrics_only.otlp_traces_endpoint, None);
+        assert_eq!(metrics_only.metric_export_interval.as_millis(), 250);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Logs and traces.
+//! Logs, traces and metrics.
 //!
 //! Logs go to stdout, which the Functions host forwards to Application
 //! Insights: one line per request (`request`), plus what the service has
@@ -8,10 +8,15 @@
 //! Key Vault, Entra ID and the identity provider. The request's log line
 //! carries its trace and span ids, so the two join.
 //!
+//! Metrics (`metrics`) count requests, the pool, refusals, open streams
+//! and telemetry's own losses, exported periodically.
+//!
 //! Off (the default without an exporter), no span is made: the request
 //! middleware checks one flag, and the spans the code declares are never
 //! created because no layer wants them (the log layer takes events only).
+//! Nor is any metric recorded.
 
+pub mod metrics;
 mod otel;
 mod request;
 
@@ -44,12 +49,18 @@ pub fn enabled() -> bool {
 /// (the exporter's requests are tasks on it).
 pub struct Telemetry {
     pipeline: Option<otel::Pipeline>,
+    metrics: Option<metrics::Pipeline>,
 }
 
 impl Telemetry {
     pub fn shutdown(self) {
         if let Some(pipeline) = self.pipeline {
             pipeline.shutdown();
+        }
+        // Last: its final export counts the spans the traces' last flush
+        // sent.
+        if let Some(metrics) = self.metrics {
+            metrics.shutdown();
         }
     }
 }
@@ -75,6 +86,24 @@ pub fn init(settings: &Settings, runtime: Handle) -> Telemetry {
             .boxed(),
     };
     let telemetry = &settings.telemetry;
+    // Before the trace pipeline: its batch processor counts what it drops
+    // through the global meter provider this sets.
+    let (metrics, metrics_failed) = match telemetry
+        .otlp_metrics_endpoint
+        .as_deref()
+        .filter(|_| telemetry.enabled)
+        .map(|endpoint| {
+            metrics::Pipeline::new(
+                telemetry,
+                endpoint,
+                otel::resource(telemetry),
+                runtime.clone(),
+            )
+        }) {
+        Some(Ok(metrics)) => (Some(metrics), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
     let (pipeline, failed) = match telemetry
         .enabled
         .then(|| otel::Pipeline::new(telemetry, runtime))
@@ -106,9 +135,13 @@ pub fn init(settings: &Settings, runtime: Handle) -> Telemetry {
             "telemetry is off: {e}"
         );
     }
+    if let Some(e) = metrics_failed {
+        tracing::error!(error = &e as &dyn std::error::Error, "metrics are off: {e}");
+    }
     if enabled() {
         tracing::info!(
             otlp = telemetry.otlp_traces_endpoint.is_some(),
+            metrics = metrics.is_some(),
             sampling_ratio = telemetry.sampling_ratio,
             "telemetry on"
         );
@@ -118,7 +151,7 @@ pub fn init(settings: &Settings, runtime: Handle) -> Telemetry {
             );
         }
     }
-    Telemetry { pipeline }
+    Telemetry { pipeline, metrics }
 }
 
 /// What gets logged for `LOG_LEVEL=log_level`.

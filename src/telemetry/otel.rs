@@ -71,33 +71,21 @@ impl Pipeline {
     /// exporter. Without one, spans are still made and sampled (so log
     /// lines carry the trace ids of the callers' traces) but go nowhere.
     pub fn new(settings: &TelemetrySettings, runtime: Handle) -> Result<Self, PipelineError> {
-        let resource = Resource::builder()
-            .with_service_name(settings.service_name.clone())
-            .with_attributes([
-                KeyValue::new("deployment.environment.name", settings.environment.clone()),
-                // The name before semantic conventions 1.27, which
-                // Application Insights and older backends still read.
-                KeyValue::new("deployment.environment", settings.environment.clone()),
-            ])
-            .build();
         let mut builder = SdkTracerProvider::builder()
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
                 settings.sampling_ratio,
             ))))
-            .with_resource(resource);
+            .with_resource(resource(settings));
         if let Some(endpoint) = &settings.otlp_traces_endpoint {
-            let client = reqwest::Client::builder()
-                .timeout(settings.export_timeout)
-                .build()
-                .map_err(PipelineError::Client)?;
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(endpoint.clone())
                 .with_timeout(settings.export_timeout)
-                .with_http_client(OnRuntime { client, runtime })
+                .with_http_client(OnRuntime::new(settings.export_timeout, runtime)?)
                 .build()
                 .map_err(PipelineError::Exporter)?;
+            let exporter = super::metrics::CountFailures(exporter);
             let config = BatchConfigBuilder::default()
                 .with_max_queue_size(settings.max_queue_size)
                 .with_scheduled_delay(settings.schedule_delay)
@@ -125,19 +113,44 @@ impl Pipeline {
     }
 }
 
+/// What every span and metric is of: the service and its environment.
+pub fn resource(settings: &TelemetrySettings) -> Resource {
+    Resource::builder()
+        .with_service_name(settings.service_name.clone())
+        .with_attributes([
+            KeyValue::new("deployment.environment.name", settings.environment.clone()),
+            // The name before semantic conventions 1.27, which
+            // Application Insights and older backends still read.
+            KeyValue::new("deployment.environment", settings.environment.clone()),
+        ])
+        .build()
+}
+
 /// The W3C trace context (`traceparent`, `tracestate`) a request carries;
 /// an empty context when it has none (or a malformed one).
 pub fn parent(headers: &axum::http::HeaderMap) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
 }
 
-/// The exporter's HTTP client: the batch processor exports from a thread
-/// of its own, outside any tokio runtime, and reqwest needs one; so each
-/// request runs as a task on the service's runtime.
+/// The exporters' HTTP client: the batch processor and the metrics'
+/// periodic reader export from threads of their own, outside any tokio
+/// runtime, and reqwest needs one; so each request runs as a task on the
+/// service's runtime.
 #[derive(Debug)]
-struct OnRuntime {
+pub struct OnRuntime {
     client: reqwest::Client,
     runtime: Handle,
+}
+
+impl OnRuntime {
+    /// A client whose requests take at most `timeout`.
+    pub fn new(timeout: std::time::Duration, runtime: Handle) -> Result<Self, PipelineError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(PipelineError::Client)?;
+        Ok(Self { client, runtime })
+    }
 }
 
 #[async_trait::async_trait]

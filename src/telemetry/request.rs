@@ -35,6 +35,8 @@ pub(crate) fn invocation_id(headers: &axum::http::HeaderMap) -> Option<&str> {
 /// the host's invocation ids are GUIDs (36 bytes), and a caller who forges
 /// one of 8,000 bytes must not write 8,000 bytes into the logs per request.
 const MAX_LOGGED_BYTES: usize = 128;
+/// The route of a request no route matched.
+const UNMATCHED: &str = "unmatched";
 
 /// One line per request, written when its response has been sent (or has
 /// failed): method, route template (never the path itself, which holds
@@ -49,7 +51,7 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        .map_or_else(|| UNMATCHED.to_owned(), |p| p.as_str().to_owned());
     let invocation_id = invocation_id(request.headers())
         .map(|id| bounded(id).into_owned())
         .unwrap_or_default();
@@ -86,7 +88,8 @@ struct RequestLine {
 }
 
 impl RequestLine {
-    fn write(&self, bytes: u64, outcome: &str) {
+    fn write(self, bytes: u64, outcome: &str) {
+        let elapsed = self.started.elapsed();
         let ids = self.span.as_ref().map(|span| {
             span.record("http.response.status_code", self.status);
             // Server spans are errors for 5xx only: a 4xx is the caller's.
@@ -104,7 +107,7 @@ impl RequestLine {
             method = self.method,
             route = self.route,
             status = self.status,
-            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
             bytes,
             outcome,
             invocation_id = self.invocation_id,
@@ -112,6 +115,9 @@ impl RequestLine {
             span_id = ids.as_ref().map(|(_, span)| span.as_str()),
             "request"
         );
+        // Paths that matched no route are one series, not one per path.
+        let route = (self.route != UNMATCHED).then_some(self.route);
+        super::metrics::request(route, &self.method, self.status, elapsed);
     }
 }
 

@@ -331,6 +331,12 @@ impl RateLimiter {
         unreachable!("the last round returns")
     }
 
+    /// Callers (an application, a user through it, their writes) whose
+    /// counts this instance holds now.
+    pub fn callers(&self) -> usize {
+        self.buckets.lock().expect("rate buckets").len()
+    }
+
     fn scopes(&self, caller: Caller<'_>) -> Vec<Scope> {
         let mut scopes = vec![Scope::App];
         if let Some(user) = caller.user {

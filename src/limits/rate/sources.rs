@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use super::window::{Counts, Moment, secs_until_room};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::telemetry::metrics;
 
 const HEALTH_PATH: &str = "/api/health";
 
@@ -97,6 +98,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         return next.run(request).await;
     };
     if let Some(retry_after) = state.refused_sources.over(source, limit, Moment::now()) {
+        metrics::rate_limited(metrics::RateLimitPolicy::Source);
         return ApiError::TooManyRequests {
             detail: format!(
                 "too many requests with refused credentials from this address \
