@@ -12,6 +12,7 @@
 //! middleware checks one flag, and the spans the code declares are never
 //! created because no layer wants them (the log layer takes events only).
 
+mod app_insights;
 mod otel;
 mod request;
 
@@ -77,7 +78,7 @@ pub fn init(settings: &Settings, runtime: Handle) -> Telemetry {
     let telemetry = &settings.telemetry;
     let (pipeline, failed) = match telemetry
         .enabled
-        .then(|| otel::Pipeline::new(telemetry, runtime))
+        .then(|| otel::Pipeline::new(settings, runtime))
     {
         Some(Ok(pipeline)) => (Some(pipeline), None),
         Some(Err(e)) => (None, Some(e)),
@@ -106,17 +107,26 @@ pub fn init(settings: &Settings, runtime: Handle) -> Telemetry {
             "telemetry is off: {e}"
         );
     }
-    if enabled() {
+    if let Some(pipeline) = pipeline.as_ref().filter(|_| enabled()) {
+        let app_insights = match &pipeline.app_insights {
+            otel::AppInsights::Off => "off",
+            otel::AppInsights::On { entra: true } => "on (Entra ID token)",
+            otel::AppInsights::On { entra: false } => "on (instrumentation key only)",
+            otel::AppInsights::Failed(e) => {
+                // Names what is wrong; never the connection string.
+                tracing::error!(
+                    error = e as &dyn std::error::Error,
+                    "Application Insights is off: {e}"
+                );
+                "off (see the error above)"
+            }
+        };
         tracing::info!(
             otlp = telemetry.otlp_traces_endpoint.is_some(),
+            app_insights,
             sampling_ratio = telemetry.sampling_ratio,
             "telemetry on"
         );
-        if telemetry.app_insights_connection_string.is_some() {
-            tracing::info!(
-                "APPLICATIONINSIGHTS_CONNECTION_STRING is set; this version exports traces over OTLP only"
-            );
-        }
     }
     Telemetry { pipeline }
 }
