@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::fake_azure::{FakeAzure, IKEY, MONITOR_TOKEN, TOKEN};
 use crate::helpers::*;
 use crate::process::Served;
+use crate::telemetry::{Collector, hex};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN_ID: &str = "b7ad6b7169203331";
@@ -74,13 +75,17 @@ fn json_lines(printed: &str) -> Vec<Value> {
 /// operation whose parent is the request; the request's log line has the
 /// same trace and span ids; they were sent with the managed identity's
 /// token for Azure Monitor, and neither the token nor the connection
-/// string is in the logs.
+/// string is in the logs. The OTLP collector, configured too, gets the
+/// same spans.
 #[tokio::test]
 async fn a_request_reaches_application_insights_with_its_statements_under_the_callers_operation() {
     let app = spawn_app().await;
     let f = app.fixture().await;
     let azure = FakeAzure::start(&json!({}));
-    let served = Served::start(app_insights_vars(&azure, &app.database_url)).await;
+    let collector = Collector::start().await;
+    let mut vars = app_insights_vars(&azure, &app.database_url);
+    vars.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.url.clone());
+    let served = Served::start(vars).await;
     let token = app.token(f.owner);
     let response = reqwest::Client::new()
         .get(served.url(&format!("/api/sessions/{}", f.session_id)))
@@ -155,7 +160,18 @@ async fn a_request_reaches_application_insights_with_its_statements_under_the_ca
         "{asked}"
     );
     assert!(asked.contains("ingestion /v2.1/track items="), "{asked}");
+    assert!(!asked.contains("authorization=none"), "{asked}");
     assert!(!asked.contains("ingestion refused"), "{asked}");
+
+    // The same server span went over OTLP.
+    wait_for("the server span reaches the OTLP collector", || {
+        let found = collector
+            .spans()
+            .iter()
+            .any(|(_, s)| hex(&s.trace_id) == TRACE_ID && hex(&s.span_id) == request_id);
+        async move { found }
+    })
+    .await;
 
     // Nothing from the path, no credential, in any envelope.
     let everything = format!("{:?}", envelopes(&azure, "envelopes.jsonl"));
@@ -185,13 +201,15 @@ async fn a_request_reaches_application_insights_with_its_statements_under_the_ca
 /// An ingestion endpoint that accepts connections and never answers:
 /// once an export is stuck on it, requests go on being served, far more
 /// of them than the span queue holds; the spans that do not fit are
-/// dropped and counted.
+/// dropped and counted; the OTLP collector still gets the spans.
 #[tokio::test]
 async fn an_ingestion_endpoint_that_never_answers_holds_up_no_request() {
     let app = spawn_app().await;
     let azure = FakeAzure::start(&json!({}));
     std::fs::write(azure.dir.path().join("ingestion_hang"), "").unwrap();
+    let collector = Collector::start().await;
     let mut vars = app_insights_vars(&azure, &app.database_url);
+    vars.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.url.clone());
     for (k, v) in [
         // One span per export, a queue of four, and an export that waits
         // ten minutes for its answer.
@@ -219,12 +237,38 @@ async fn an_ingestion_endpoint_that_never_answers_holds_up_no_request() {
         let response = http.get(&health).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "request {i}");
     }
+    // Requests' server spans still go over OTLP (a traced request is sent
+    // until one finds room in the OTLP queue of four, which the requests
+    // above may have filled).
+    wait_for("the OTLP collector gets a traced request's span", || {
+        let found = collector
+            .spans()
+            .iter()
+            .any(|(_, s)| hex(&s.trace_id) == TRACE_ID);
+        let http = http.clone();
+        let health = health.clone();
+        async move {
+            if !found {
+                let response = http
+                    .get(&health)
+                    .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+            found
+        }
+    })
+    .await;
 
     let printed = served.stop();
+    // One count per processor: Application Insights' is the one stuck.
     let dropped: u64 = json_lines(&printed)
         .iter()
-        .find(|l| l["name"] == "BatchSpanProcessor.SpansDropped")
-        .and_then(|l| l["dropped_span_count"].as_u64())
+        .filter(|l| l["name"] == "BatchSpanProcessor.SpansDropped")
+        .filter_map(|l| l["dropped_span_count"].as_u64())
+        .max()
         .unwrap_or_else(|| panic!("no count of dropped spans at shutdown: {printed}"));
     assert!(dropped >= 51 - 5, "{dropped} dropped");
 }
@@ -314,4 +358,53 @@ async fn a_malformed_connection_string_is_reported_without_its_content() {
         "{printed}"
     );
     assert!(!azure.requests().contains("ingestion"));
+}
+
+/// Without a managed identity and without `Authorization=AAD` (a local
+/// run against a resource that accepts local authentication), envelopes
+/// are sent with the instrumentation key alone: no token is asked for.
+#[tokio::test]
+async fn without_a_managed_identity_the_instrumentation_key_alone_is_sent() {
+    let app = spawn_app().await;
+    let azure = FakeAzure::start(&json!({}));
+    std::fs::write(azure.dir.path().join("local_auth"), "").unwrap();
+    let mut vars = app_insights_vars(&azure, &app.database_url);
+    for name in [
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "AZURE_CLIENT_ID",
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    ] {
+        vars.remove(name);
+    }
+    let served = Served::start(vars).await;
+    let response = reqwest::Client::new()
+        .get(served.url("/api/health"))
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    wait_for("the request reaches ingestion", || {
+        let found = envelopes(&azure, "envelopes.jsonl").iter().any(|e| {
+            e["name"] == "Microsoft.ApplicationInsights.Request"
+                && e["tags"]["ai.operation.id"] == TRACE_ID
+        });
+        async move { found }
+    })
+    .await;
+    let printed = served.stop();
+    let asked = azure.requests();
+    assert!(asked.contains("authorization=none"), "{asked}");
+    assert!(
+        !asked.contains("identity "),
+        "a token was asked for: {asked}"
+    );
+    assert!(
+        json_lines(&printed)
+            .iter()
+            .any(|l| l["message"] == "telemetry on"
+                && l["app_insights"] == "on (instrumentation key only)"),
+        "{printed}"
+    );
 }

@@ -27,13 +27,13 @@ use crate::process::Served;
 
 /// An OTLP/HTTP receiver on port 0: every `ExportTraceServiceRequest`
 /// posted to `/v1/traces`, decoded.
-struct Collector {
-    url: String,
+pub(crate) struct Collector {
+    pub(crate) url: String,
     received: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
 }
 
 impl Collector {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let store = received.clone();
         let app = axum::Router::new().route(
@@ -63,7 +63,7 @@ impl Collector {
     }
 
     /// Every span received, with its resource's attributes.
-    fn spans(&self) -> Vec<(HashMap<String, String>, Span)> {
+    pub(crate) fn spans(&self) -> Vec<(HashMap<String, String>, Span)> {
         let mut spans = Vec::new();
         for request in self.received.lock().unwrap().iter() {
             for resource_spans in &request.resource_spans {
@@ -101,7 +101,7 @@ fn attributes(
         .collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

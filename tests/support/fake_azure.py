@@ -26,7 +26,9 @@ Usage: fake_azure.py DIR   (DIR holds tls/server.crt, tls/server.key,
 secrets.json, token, monitor_token (the token for Azure Monitor),
 optionally expires_in, deny (its presence makes
 the vault refuse every read with 403), ikey (the instrumentation key
-ingestion expects) and ingestion_hang (its presence makes ingestion read
+ingestion expects), local_auth (its presence makes ingestion accept
+requests without a token, as a resource with local authentication
+enabled does) and ingestion_hang (its presence makes ingestion read
 each request and never answer); writes ports.json when listening)
 """
 
@@ -200,7 +202,8 @@ class Ingestion(Handler):
             return self.reply(404, {"error": "not found"})
         auth = self.headers.get("Authorization")
         expected = "Bearer " + read("monitor_token").strip()
-        if auth != expected:
+        local_auth = os.path.exists(os.path.join(DIR, "local_auth"))
+        if auth != expected and not (local_auth and auth is None):
             record(f"ingestion refused {path} authorization={'wrong' if auth else 'missing'}")
             return self.reply(401, {"itemsReceived": 0, "itemsAccepted": 0, "errors": [{
                 "index": 0, "statusCode": 401,
@@ -224,7 +227,8 @@ class Ingestion(Handler):
                 else:
                     bad.write(json.dumps({"problem": problem, "envelope": envelope}) + "\n")
                     errors.append({"index": index, "statusCode": 400, "message": problem})
-        record(f"ingestion {path} items={len(envelopes)} refused={len(errors)}")
+        record(f"ingestion {path} items={len(envelopes)} refused={len(errors)} "
+               f"authorization={'token' if auth else 'none'}")
         accepted = len(envelopes) - len(errors)
         status = 200 if not errors else (206 if accepted else 400)
         self.reply(status, {"itemsReceived": len(envelopes), "itemsAccepted": accepted,
