@@ -170,7 +170,9 @@ pub fn exporter(
         // The path Azure documents for ingestion with Entra ID tokens
         // (and that Azure Monitor's own exporters use); the crate's is the
         // older /v2/track.
-        track: format!("{}/v2.1/track", parsed.ingestion),
+        track: format!("{}/v2.1/track", parsed.ingestion)
+            .parse()
+            .map_err(|_| AppInsightsError::Endpoint)?,
         token,
     };
     // The crate is given the key alone: its parser knows no
@@ -195,7 +197,7 @@ pub fn exporter(
 pub struct IngestionClient {
     client: reqwest::Client,
     runtime: Handle,
-    track: String,
+    track: axum::http::Uri,
     token: Option<Arc<MonitorToken>>,
 }
 
@@ -213,8 +215,6 @@ impl std::fmt::Debug for IngestionClient {
 enum SendError {
     #[error("no Entra ID token for Application Insights: {0}")]
     Token(String),
-    #[error("the ingestion endpoint is not a valid URL")]
-    Url(#[source] axum::http::uri::InvalidUri),
     #[error("an Entra ID token that is not a valid header value")]
     Header(#[source] axum::http::header::InvalidHeaderValue),
 }
@@ -222,7 +222,7 @@ enum SendError {
 #[async_trait::async_trait]
 impl HttpClient for IngestionClient {
     async fn send_bytes(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        *request.uri_mut() = self.track.parse().map_err(SendError::Url)?;
+        *request.uri_mut() = self.track.clone();
         let (client, token) = (self.client.clone(), self.token.clone());
         let sent = self.runtime.spawn(async move {
             if let Some(token) = &token {
