@@ -181,7 +181,8 @@ pub fn exporter(
         format!("InstrumentationKey={}", parsed.instrumentation_key),
         client,
     )
-    .map_err(|_| AppInsightsError::NoInstrumentationKey)?
+    // Its parser refuses a key holding `=`, which ours let through.
+    .map_err(|_| AppInsightsError::Format)?
     // Application Insights scales its counts by the sampling rate.
     .with_sample_rate(telemetry.sampling_ratio);
     Ok(Built { exporter, entra })
