@@ -31,6 +31,14 @@ pub struct TelemetrySettings {
     /// `TELEMETRY_APP_INSIGHTS_CONNECTION_STRING`). It holds the
     /// instrumentation key: a secret, never logged.
     pub app_insights_connection_string: Option<SecretString>,
+    /// `APPLICATIONINSIGHTS_AUTHENTICATION_STRING`
+    /// (`Authorization=AAD;ClientId=<id>`, what the Bicep sets for the
+    /// Functions host): Application Insights gets Entra ID tokens even when
+    /// the service's credential is not a managed identity.
+    pub app_insights_aad: bool,
+    /// Its `ClientId`: the user-assigned identity, when `AZURE_CLIENT_ID`
+    /// does not name one.
+    pub app_insights_client_id: Option<String>,
     /// The fraction of traces started here that are kept (a caller's
     /// sampled flag decides for the traces it continues).
     pub sampling_ratio: f64,
@@ -79,9 +87,13 @@ pub(super) fn from_vars(
         .get("APPLICATIONINSIGHTS_CONNECTION_STRING")
         .or_else(|| vars.get("TELEMETRY_APP_INSIGHTS_CONNECTION_STRING"))
         .map(|s| SecretString::from(s.to_owned()));
+    let (app_insights_aad, app_insights_client_id) =
+        authentication_string(vars.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"));
     let enabled = vars.parse_or(
         "TELEMETRY_ENABLED",
-        otlp_traces_endpoint.is_some() || otlp_metrics_endpoint.is_some(),
+        otlp_traces_endpoint.is_some()
+            || otlp_metrics_endpoint.is_some()
+            || app_insights_connection_string.is_some(),
     )?;
     let default_ratio = if environment.is_deployed() {
         DEPLOYED_SAMPLING_RATIO
@@ -116,6 +128,8 @@ pub(super) fn from_vars(
             60_000,
         )?),
         app_insights_connection_string,
+        app_insights_aad,
+        app_insights_client_id,
         sampling_ratio: ratio,
         environment: vars
             .get("TELEMETRY_ENVIRONMENT")
@@ -130,6 +144,27 @@ pub(super) fn from_vars(
         schedule_delay: Duration::from_millis(positive("OTEL_BSP_SCHEDULE_DELAY", 5000)?),
         max_export_batch_size: positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)? as usize,
     })
+}
+
+/// Whether `Authorization=AAD` is in Application Insights' authentication
+/// string, and its `ClientId` (keys case-insensitive, as Azure's SDKs
+/// read them; anything else in it is ignored).
+fn authentication_string(value: Option<&str>) -> (bool, Option<String>) {
+    let mut aad = false;
+    let mut client_id = None;
+    for (key, value) in value
+        .unwrap_or_default()
+        .split(';')
+        .filter_map(|part| part.split_once('='))
+    {
+        let (key, value) = (key.trim(), value.trim());
+        if key.eq_ignore_ascii_case("Authorization") {
+            aad = value.eq_ignore_ascii_case("AAD");
+        } else if key.eq_ignore_ascii_case("ClientId") && !value.is_empty() {
+            client_id = Some(value.to_owned());
+        }
+    }
+    (aad, client_id)
 }
 
 /// An `http://` or `https://` URL (the message never repeats it: an
@@ -238,6 +273,26 @@ mod tests {
             let cs = s.telemetry.app_insights_connection_string.as_ref().unwrap();
             assert_eq!(cs.expose_secret(), key);
             assert!(!format!("{s:?}").contains("abcd"), "{name} shown in Debug");
+            // Set, it turns telemetry on (no OTLP endpoint needed).
+            assert!(s.telemetry.enabled);
         }
+    }
+
+    #[test]
+    fn the_authentication_string_asks_for_entra_id_tokens() {
+        let s = Settings::from_vars(&vars(&[(
+            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+            "Authorization=AAD;ClientId=11111111-2222-3333-4444-555555555555",
+        )]))
+        .unwrap()
+        .telemetry;
+        assert!(s.app_insights_aad);
+        assert_eq!(
+            s.app_insights_client_id.as_deref(),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
+        let s = Settings::from_vars(&vars(&[])).unwrap().telemetry;
+        assert!(!s.app_insights_aad);
+        assert_eq!(s.app_insights_client_id, None);
     }
 }

@@ -37,6 +37,7 @@ use serde::Serialize;
 use tokio::runtime::Handle;
 use utoipa::ToSchema;
 
+use super::app_insights::IngestionClient;
 use super::otel::{OnRuntime, PipelineError};
 use crate::db::Database;
 use crate::events::Events;
@@ -74,26 +75,38 @@ impl Pipeline {
     /// (for the SDK's own counts), and the instruments.
     pub fn new(
         settings: &TelemetrySettings,
-        endpoint: &str,
+        otlp_endpoint: Option<&str>,
+        app_insights: Option<opentelemetry_application_insights::Exporter<IngestionClient>>,
         resource: Resource,
         runtime: Handle,
     ) -> Result<Self, PipelineError> {
-        let exporter = opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(endpoint)
-            .with_timeout(settings.export_timeout)
-            .with_http_client(OnRuntime::new(settings.export_timeout, runtime)?)
-            .with_temporality(Temporality::Cumulative)
-            .build()
-            .map_err(PipelineError::Exporter)?;
-        let reader = PeriodicReader::builder(CountFailures(exporter))
-            .with_interval(settings.metric_export_interval)
-            .build();
-        let provider = SdkMeterProvider::builder()
-            .with_resource(resource)
-            .with_reader(reader)
-            .build();
+        let mut builder = SdkMeterProvider::builder().with_resource(resource);
+        if let Some(endpoint) = otlp_endpoint {
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(endpoint)
+                .with_timeout(settings.export_timeout)
+                .with_http_client(OnRuntime::new(settings.export_timeout, runtime)?)
+                .with_temporality(Temporality::Cumulative)
+                .build()
+                .map_err(PipelineError::Exporter)?;
+            builder = builder.with_reader(
+                PeriodicReader::builder(CountFailures(exporter))
+                    .with_interval(settings.metric_export_interval)
+                    .build(),
+            );
+        }
+        // Application Insights takes deltas (the exporter says so): each
+        // reader keeps its own temporality.
+        if let Some(exporter) = app_insights {
+            builder = builder.with_reader(
+                PeriodicReader::builder(CountFailures(exporter))
+                    .with_interval(settings.metric_export_interval)
+                    .build(),
+            );
+        }
+        let provider = builder.build();
         opentelemetry::global::set_meter_provider(provider.clone());
         let meter = provider.meter(env!("CARGO_PKG_NAME"));
         let instruments = Instruments {

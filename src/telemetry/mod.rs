@@ -16,6 +16,7 @@
 //! created because no layer wants them (the log layer takes events only).
 //! Nor is any metric recorded.
 
+mod app_insights;
 pub mod metrics;
 mod otel;
 mod request;
@@ -86,27 +87,40 @@ pub fn init(settings: &Settings, runtime: Handle) -> Telemetry {
             .boxed(),
     };
     let telemetry = &settings.telemetry;
+    let (ai_traces, ai_metrics, app_insights) = match telemetry
+        .app_insights_connection_string
+        .as_ref()
+        .filter(|_| telemetry.enabled)
+        .map(|cs| app_insights::exporter(settings, cs, runtime.clone()))
+    {
+        None => (None, None, app_insights::State::Off),
+        Some(Ok(built)) => (
+            Some(built.traces),
+            Some(built.metrics),
+            app_insights::State::On { entra: built.entra },
+        ),
+        Some(Err(e)) => (None, None, app_insights::State::Failed(e)),
+    };
     // Before the trace pipeline: its batch processor counts what it drops
     // through the global meter provider this sets.
-    let (metrics, metrics_failed) = match telemetry
-        .otlp_metrics_endpoint
-        .as_deref()
-        .filter(|_| telemetry.enabled)
-        .map(|endpoint| {
+    let otlp_metrics = telemetry.otlp_metrics_endpoint.as_deref();
+    let (metrics, metrics_failed) =
+        match (telemetry.enabled && (otlp_metrics.is_some() || ai_metrics.is_some())).then(|| {
             metrics::Pipeline::new(
                 telemetry,
-                endpoint,
+                otlp_metrics,
+                ai_metrics,
                 otel::resource(telemetry),
                 runtime.clone(),
             )
         }) {
-        Some(Ok(metrics)) => (Some(metrics), None),
-        Some(Err(e)) => (None, Some(e)),
-        None => (None, None),
-    };
+            Some(Ok(metrics)) => (Some(metrics), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
     let (pipeline, failed) = match telemetry
         .enabled
-        .then(|| otel::Pipeline::new(telemetry, runtime))
+        .then(|| otel::Pipeline::new(telemetry, ai_traces, runtime))
     {
         Some(Ok(pipeline)) => (Some(pipeline), None),
         Some(Err(e)) => (None, Some(e)),
@@ -139,17 +153,26 @@ pub fn init(settings: &Settings, runtime: Handle) -> Telemetry {
         tracing::error!(error = &e as &dyn std::error::Error, "metrics are off: {e}");
     }
     if enabled() {
+        let app_insights = match &app_insights {
+            app_insights::State::Off => "off",
+            app_insights::State::On { entra: true } => "on (Entra ID token)",
+            app_insights::State::On { entra: false } => "on (instrumentation key only)",
+            app_insights::State::Failed(e) => {
+                // Names what is wrong; never the connection string.
+                tracing::error!(
+                    error = e as &dyn std::error::Error,
+                    "Application Insights is off: {e}"
+                );
+                "off (see the error above)"
+            }
+        };
         tracing::info!(
             otlp = telemetry.otlp_traces_endpoint.is_some(),
+            app_insights,
             metrics = metrics.is_some(),
             sampling_ratio = telemetry.sampling_ratio,
             "telemetry on"
         );
-        if telemetry.app_insights_connection_string.is_some() {
-            tracing::info!(
-                "APPLICATIONINSIGHTS_CONNECTION_STRING is set; this version exports traces over OTLP only"
-            );
-        }
     }
     Telemetry { pipeline, metrics }
 }

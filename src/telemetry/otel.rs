@@ -11,27 +11,28 @@
 //! requests run on the service's tokio runtime (the reqwest 0.13 client
 //! it already has), bounded by `OTEL_EXPORTER_OTLP_TIMEOUT`.
 //!
-//! **Application Insights** (`APPLICATIONINSIGHTS_CONNECTION_STRING`) is
-//! not exported to yet. The options, as found in their sources and docs:
-//! - `opentelemetry-application-insights` 0.46: its connection-string
-//!   parser accepts only `Authorization=ikey` (src/connection_string.rs)
-//!   and it sends to `/v2/track` with the instrumentation key alone; it
-//!   has no Entra ID (AAD) token support, which the Bicep needs (local
-//!   authentication is disabled). It does take any `HttpClient`, so a
-//!   client adding `Authorization: Bearer` (an `azure_identity` token for
-//!   `https://monitor.azure.com//.default`, the scope Azure's own
-//!   exporters use, granted by Monitoring Metrics Publisher) would make
-//!   it work; it also needs Rust 1.95 (the crate's MSRV is 1.92 today).
-//! - OTLP straight into Azure Monitor: Azure documents OTLP through the
-//!   OpenTelemetry Collector or the Azure Monitor Agent, neither of which
-//!   runs beside a Flex Consumption function app.
-//! - OTLP to a collector the operator runs (which can forward to
-//!   Application Insights with its `azuremonitor` exporter): works now,
-//!   any backend, nothing Azure-specific in the service.
+//! **Application Insights** (`APPLICATIONINSIGHTS_CONNECTION_STRING`):
+//! the same spans also go to Application Insights (`app_insights`), with
+//! `opentelemetry-application-insights` 0.46 and an HTTP client of ours on
+//! the same runtime, from a batch processor of their own with the same
+//! bounds (a stuck ingestion endpoint holds up neither requests nor the
+//! OTLP export). Its crate has no Entra ID support, but takes any
+//! `HttpClient`: ours adds `Authorization: Bearer` with an `azure_identity`
+//! token for `https://monitor.azure.com//.default` (the scope Azure's own
+//! exporters use, granted by Monitoring Metrics Publisher).
 //!
-//! Chosen: OTLP first (this module), and Application Insights next via
-//! `opentelemetry-application-insights` with a bearer-token client, so
-//! traces reach the resource the Bicep creates without a collector.
+//! Entra ID tokens are sent when the service's Azure credential is a
+//! managed identity (in Azure: `IDENTITY_ENDPOINT` set, staging or
+//! production, or `AZURE_CREDENTIAL=managed-identity`), or when
+//! `APPLICATIONINSIGHTS_AUTHENTICATION_STRING` (what the Bicep sets for the
+//! Functions host) or the connection string says `Authorization=AAD`.
+//! Otherwise the instrumentation key alone: a developer's resource with
+//! local authentication enabled accepts it, and asking the developer's
+//! own login for a token would fail for most. Always using tokens would
+//! break that; never using them cannot work with the Bicep's resource
+//! (`DisableLocalAuth`). A malformed connection string, or no credential,
+//! turns Application Insights off with an error line that names what is
+//! wrong, never the string; the service serves as usual.
 
 use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapPropagator;
@@ -45,6 +46,7 @@ use opentelemetry_sdk::trace::{
 };
 use tokio::runtime::Handle;
 
+use super::app_insights::IngestionClient;
 use crate::settings::TelemetrySettings;
 
 /// The name spans are made under (the instrumentation scope).
@@ -67,10 +69,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds the provider and, when an OTLP endpoint is set, its
-    /// exporter. Without one, spans are still made and sampled (so log
-    /// lines carry the trace ids of the callers' traces) but go nowhere.
-    pub fn new(settings: &TelemetrySettings, runtime: Handle) -> Result<Self, PipelineError> {
+    /// Builds the provider and, when an OTLP endpoint or an Application
+    /// Insights connection string is set, their exporters. Without either,
+    /// spans are still made and sampled (so log lines carry the trace ids
+    /// of the callers' traces) but go nowhere.
+    pub fn new(
+        settings: &TelemetrySettings,
+        app_insights: Option<opentelemetry_application_insights::Exporter<IngestionClient>>,
+        runtime: Handle,
+    ) -> Result<Self, PipelineError> {
         let mut builder = SdkTracerProvider::builder()
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
                 settings.sampling_ratio,
@@ -82,20 +89,15 @@ impl Pipeline {
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(endpoint.clone())
                 .with_timeout(settings.export_timeout)
-                .with_http_client(OnRuntime::new(settings.export_timeout, runtime)?)
+                .with_http_client(OnRuntime::new(settings.export_timeout, runtime.clone())?)
                 .build()
                 .map_err(PipelineError::Exporter)?;
             let exporter = super::metrics::CountFailures(exporter);
-            let config = BatchConfigBuilder::default()
-                .with_max_queue_size(settings.max_queue_size)
-                .with_scheduled_delay(settings.schedule_delay)
-                .with_max_export_batch_size(settings.max_export_batch_size)
-                .build();
-            builder = builder.with_span_processor(
-                BatchSpanProcessor::builder(exporter)
-                    .with_batch_config(config)
-                    .build(),
-            );
+            builder = builder.with_span_processor(batch(exporter, settings));
+        }
+        if let Some(exporter) = app_insights {
+            builder = builder
+                .with_span_processor(batch(super::metrics::CountFailures(exporter), settings));
         }
         Ok(Self {
             provider: builder.build(),
@@ -123,6 +125,22 @@ pub fn resource(settings: &TelemetrySettings) -> Resource {
             // Application Insights and older backends still read.
             KeyValue::new("deployment.environment", settings.environment.clone()),
         ])
+        .build()
+}
+
+/// A bounded batch processor for `exporter`: the same queue, schedule and
+/// batch size (and drop counting) for every destination.
+fn batch<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+    exporter: E,
+    settings: &TelemetrySettings,
+) -> BatchSpanProcessor {
+    let config = BatchConfigBuilder::default()
+        .with_max_queue_size(settings.max_queue_size)
+        .with_scheduled_delay(settings.schedule_delay)
+        .with_max_export_batch_size(settings.max_export_batch_size)
+        .build();
+    BatchSpanProcessor::builder(exporter)
+        .with_batch_config(config)
         .build()
 }
 

@@ -1,5 +1,6 @@
 //! The Azure stand-ins of tests/support/fake_azure.py (managed-identity
-//! endpoint, HTTPS Key Vault), started for one test.
+//! endpoint, HTTPS Key Vault, HTTPS Application Insights ingestion),
+//! started for one test.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -15,9 +16,15 @@ pub struct FakeAzure {
     pub dir: tempfile::TempDir,
     pub identity_port: u16,
     pub vault_port: u16,
+    pub ingestion_port: u16,
 }
 
 pub const TOKEN: &str = "local-managed-identity-token";
+/// The identity's token for Azure Monitor (Application Insights
+/// ingestion accepts no other).
+pub const MONITOR_TOKEN: &str = "local-managed-identity-token-for-azure-monitor";
+/// The instrumentation key the ingestion stand-in expects.
+pub const IKEY: &str = "0a1b2c3d-0000-4000-8000-00000000beef";
 
 impl FakeAzure {
     pub fn start(secrets: &Value) -> Self {
@@ -35,6 +42,8 @@ impl FakeAzure {
             .unwrap();
         assert!(certs.success());
         std::fs::write(dir.path().join("token"), TOKEN).unwrap();
+        std::fs::write(dir.path().join("monitor_token"), MONITOR_TOKEN).unwrap();
+        std::fs::write(dir.path().join("ikey"), IKEY).unwrap();
         let fake = |dir: &tempfile::TempDir| {
             KillOnDrop::spawn(
                 Command::new("python3")
@@ -48,6 +57,7 @@ impl FakeAzure {
             dir,
             identity_port: 0,
             vault_port: 0,
+            ingestion_port: 0,
         };
         azure.set_secrets(secrets);
         let ports = azure.dir.path().join("ports.json");
@@ -59,6 +69,7 @@ impl FakeAzure {
         let ports: Value = serde_json::from_str(&std::fs::read_to_string(ports).unwrap()).unwrap();
         azure.identity_port = ports["identity"].as_u64().unwrap() as u16;
         azure.vault_port = ports["vault"].as_u64().unwrap() as u16;
+        azure.ingestion_port = ports["ingestion"].as_u64().unwrap() as u16;
         azure
     }
 

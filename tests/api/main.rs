@@ -3,6 +3,7 @@
 //! fresh database per test.
 
 mod app_admin;
+mod app_insights;
 mod applications;
 mod audit;
 mod auth;

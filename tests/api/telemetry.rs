@@ -36,14 +36,14 @@ use crate::sse::Sse;
 /// An OTLP/HTTP receiver on port 0: every `ExportTraceServiceRequest`
 /// posted to `/v1/traces` and `ExportMetricsServiceRequest` posted to
 /// `/v1/metrics`, decoded.
-struct Collector {
-    url: String,
+pub(crate) struct Collector {
+    pub(crate) url: String,
     received: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
 }
 
 impl Collector {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let metrics = Arc::new(Mutex::new(Vec::new()));
         let store = received.clone();
@@ -125,7 +125,7 @@ impl Collector {
     }
 
     /// Every span received, with its resource's attributes.
-    fn spans(&self) -> Vec<(HashMap<String, String>, Span)> {
+    pub(crate) fn spans(&self) -> Vec<(HashMap<String, String>, Span)> {
         let mut spans = Vec::new();
         for request in self.received.lock().unwrap().iter() {
             for resource_spans in &request.resource_spans {
@@ -229,7 +229,7 @@ fn value(points: &[Point], with: &[(&str, Option<&str>)]) -> f64 {
         .sum()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
