@@ -4,6 +4,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod db;
+pub mod entra_token;
 pub mod error;
 pub mod events;
 pub mod lifecycle;

@@ -16,16 +16,13 @@
 //! repeat the string.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use azure_core::credentials::TokenCredential;
-use azure_core::time::OffsetDateTime;
 use opentelemetry_application_insights::Exporter;
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::runtime::Handle;
 
-use crate::refresh::{Lifetime, Refreshing};
+use crate::entra_token::{EntraToken, Resource};
 use crate::settings::{AzureSettings, CredentialKind, Settings};
 
 /// The scope of Azure Monitor ingestion tokens (the double slash is
@@ -35,10 +32,13 @@ pub const SCOPE: &str = "https://monitor.azure.com//.default";
 /// Where envelopes go when the connection string names no endpoint (the
 /// global one, as in Azure's SDKs).
 const DEFAULT_INGESTION: &str = "https://dc.services.visualstudio.com";
-/// A token is replaced (in the background) when it has less than this left.
-const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// While fetching a new one fails, a token is used until it has this left.
-const MIN_LEFT: Duration = Duration::from_secs(30);
+/// The exporter's tokens: no span for their fetches, as the exporter's
+/// own work never becomes telemetry.
+const MONITOR: Resource = Resource {
+    scope: SCOPE,
+    name: "Entra ID token for Application Insights",
+    traced: false,
+};
 
 /// Why traces do not go to Application Insights. The messages name the
 /// part of the connection string that is wrong, never its content.
@@ -165,7 +165,8 @@ pub fn exporter(
         };
         let credential =
             crate::secrets::credential(&azure).map_err(AppInsightsError::Credential)?;
-        Some(Arc::new(MonitorToken::new(
+        Some(Arc::new(EntraToken::new(
+            MONITOR,
             credential,
             settings.fetch_timeout,
         )))
@@ -217,7 +218,7 @@ pub struct IngestionClient {
     client: reqwest::Client,
     runtime: Handle,
     track: axum::http::Uri,
-    token: Option<Arc<MonitorToken>>,
+    token: Option<Arc<EntraToken>>,
 }
 
 impl std::fmt::Debug for IngestionClient {
@@ -232,7 +233,8 @@ impl std::fmt::Debug for IngestionClient {
 /// Why an export request was not sent.
 #[derive(Debug, thiserror::Error)]
 enum SendError {
-    #[error("no Entra ID token for Application Insights: {0}")]
+    /// Says which token and why (`entra_token`).
+    #[error("{0}")]
     Token(String),
     #[error("an Entra ID token that is not a valid header value")]
     Header(#[source] axum::http::header::InvalidHeaderValue),
@@ -266,62 +268,6 @@ impl HttpClient for IngestionClient {
         // A task cancelled by the runtime's shutdown is an export error.
         sent.await?
     }
-}
-
-struct Token {
-    secret: SecretString,
-    expires_on: OffsetDateTime,
-}
-
-/// The Entra ID token for Azure Monitor, kept fresh (see `refresh`).
-struct MonitorToken {
-    credential: Arc<dyn TokenCredential>,
-    timeout: Duration,
-    current: Arc<Refreshing<Token, String>>,
-}
-
-impl MonitorToken {
-    fn new(credential: Arc<dyn TokenCredential>, timeout: Duration) -> Self {
-        Self {
-            credential,
-            timeout,
-            current: Arc::new(Refreshing::new(
-                "Entra ID token for Application Insights",
-                Lifetime::Expiring {
-                    expires_in: |token| {
-                        (token.expires_on - OffsetDateTime::now_utc())
-                            .try_into()
-                            .unwrap_or(Duration::ZERO)
-                    },
-                    margin: REFRESH_MARGIN,
-                    min_left: MIN_LEFT,
-                },
-            )),
-        }
-    }
-
-    async fn get(&self) -> Result<SecretString, String> {
-        let (credential, timeout) = (self.credential.clone(), self.timeout);
-        let token = self.current.get(move || fetch(credential, timeout)).await?;
-        Ok(token.secret.clone())
-    }
-
-    fn invalidate(&self) {
-        self.current.invalidate();
-    }
-}
-
-/// No span: the exporter's own work never becomes telemetry.
-async fn fetch(credential: Arc<dyn TokenCredential>, timeout: Duration) -> Result<Token, String> {
-    let token = tokio::time::timeout(timeout, credential.get_token(&[SCOPE], None))
-        .await
-        .map_err(|_| format!("no answer within {timeout:?}"))?
-        .map_err(|e| e.to_string())?;
-    tracing::info!(expires_on = %token.expires_on, "fetched an Entra ID token for Application Insights");
-    Ok(Token {
-        secret: SecretString::from(token.token.secret()),
-        expires_on: token.expires_on,
-    })
 }
 
 #[cfg(test)]
