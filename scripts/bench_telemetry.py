@@ -187,8 +187,9 @@ the first is what the bench itself makes of two equal services.
 
 **Idle memory** (VmRSS after start, one health check and {r['idle_secs']:g} s
 of rest, as bench.py measures it; the highest of the rounds): {rss_cells}
-(target < 20 MiB: {met(max(rss.values()) < 20)}). After the runs (what the
-allocator keeps of their peak): {loaded}. The receiver took
+(target < 20 MiB: {met(max(rss.values()) < 20)}); telemetry adds
+{max(rss['on 100%'], rss['on 10%']) - rss['off']:.1f} MiB to the service with it off. After the runs
+(what the allocator keeps of their peak): {loaded}. The receiver took
 {r['exports']['requests']} exports, {r['exports']['bytes'] / 1e6:.1f} MB.
 {END}
 """
