@@ -1,8 +1,9 @@
-//! Traces to Application Insights: `opentelemetry-application-insights`
-//! turns the spans into envelopes (server spans: `RequestData` named
-//! "GET /api/sessions/{session_id}" with the status as result code;
-//! client spans: `RemoteDependencyData` of type `postgresql` for the
-//! statements) and sends them as gzip JSON, retrying what the ingestion
+//! Traces and metrics to Application Insights:
+//! `opentelemetry-application-insights` turns the spans into envelopes
+//! (server spans: `RequestData` named "GET /api/sessions/{session_id}"
+//! with the status as result code; client spans: `RemoteDependencyData` of
+//! type `postgresql` for the statements) and the metrics into `MetricData`,
+//! and sends them as gzip JSON, retrying what the ingestion
 //! endpoint says may be retried (and failed connections) with backoff for
 //! up to 35 s; each attempt is bounded by `OTEL_EXPORTER_OTLP_TIMEOUT`.
 //! Meanwhile its batch processor's queue fills and further spans are

@@ -33,6 +33,19 @@
 //! (`DisableLocalAuth`). A malformed connection string, or no credential,
 //! turns Application Insights off with an error line that names what is
 //! wrong, never the string; the service serves as usual.
+//!
+//! Why these crates: the code already makes its spans with `tracing`, so
+//! `tracing-opentelemetry` carries them into the `opentelemetry` SDK
+//! rather than a second instrumentation API in every module.
+//! `opentelemetry-otlp` speaks to any collector; with `http-proto` over the
+//! reqwest client the service has, it needs no gRPC stack (tonic).
+//! For Application Insights, `opentelemetry-application-insights` is the
+//! maintained Rust exporter of its ingestion API: Microsoft has none for
+//! Rust (Learn, "OpenTelemetry in Azure SDK for Rust crates";
+//! `azure_monitor_opentelemetry_exporter` 0.0.1 is a placeholder), and
+//! OTLP straight into Azure Monitor goes through
+//! the OpenTelemetry Collector or the Azure Monitor Agent, neither of which
+//! runs beside a Flex Consumption app.
 
 use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapPropagator;
