@@ -41,8 +41,8 @@ const MONITOR: Resource = Resource {
     traced: false,
 };
 
-/// Why traces do not go to Application Insights. The messages name the
-/// part of the connection string that is wrong, never its content.
+/// Why traces and metrics do not go to Application Insights. The messages
+/// name the part of the connection string that is wrong, never its content.
 #[derive(Debug, thiserror::Error)]
 pub enum AppInsightsError {
     #[error("the connection string has a part that is not Key=Value")]
