@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::fake_azure::{FakeAzure, IKEY, MONITOR_TOKEN, TOKEN};
 use crate::helpers::*;
 use crate::process::Served;
-use crate::telemetry::{Collector, hex};
+use crate::telemetry::{Collector, STUCK_EXPORTER, hex};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN_ID: &str = "b7ad6b7169203331";
@@ -279,14 +279,7 @@ async fn an_ingestion_endpoint_that_never_answers_holds_up_no_request() {
     let collector = Collector::start().await;
     let mut vars = app_insights_vars(&azure, &app.database_url);
     vars.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.url.clone());
-    for (k, v) in [
-        // One span per export, a queue of four, and an export that waits
-        // ten minutes for its answer.
-        ("OTEL_BSP_MAX_QUEUE_SIZE", "4"),
-        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "10"),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "600000"),
-    ] {
+    for (k, v) in STUCK_EXPORTER {
         vars.insert(k.to_owned(), v.to_owned());
     }
     let served = Served::start(vars).await;

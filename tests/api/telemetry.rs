@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
+use opentelemetry_proto::tonic::metrics::v1::{Gauge, Sum};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
@@ -181,26 +182,28 @@ fn number(value: Option<&NumberValue>) -> f64 {
     }
 }
 
+/// One span per export, a queue of four, and an export that waits ten
+/// minutes for its answer: the first export to a silent endpoint blocks
+/// the exporter for longer than a test runs.
+pub(crate) const STUCK_EXPORTER: [(&str, &str); 4] = [
+    ("OTEL_BSP_MAX_QUEUE_SIZE", "4"),
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
+    ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "600000"),
+];
+
 fn points(data: Option<&Data>) -> Vec<Point> {
     match data {
-        Some(Data::Sum(sum)) => sum
-            .data_points
-            .iter()
-            .map(|p| Point {
-                attributes: attributes(&p.attributes),
-                value: number(p.value.as_ref()),
-                sum: None,
-            })
-            .collect(),
-        Some(Data::Gauge(gauge)) => gauge
-            .data_points
-            .iter()
-            .map(|p| Point {
-                attributes: attributes(&p.attributes),
-                value: number(p.value.as_ref()),
-                sum: None,
-            })
-            .collect(),
+        Some(Data::Sum(Sum { data_points, .. }) | Data::Gauge(Gauge { data_points, .. })) => {
+            data_points
+                .iter()
+                .map(|p| Point {
+                    attributes: attributes(&p.attributes),
+                    value: number(p.value.as_ref()),
+                    sum: None,
+                })
+                .collect()
+        }
         Some(Data::Histogram(histogram)) => histogram
             .data_points
             .iter()
@@ -397,14 +400,10 @@ async fn a_collector_that_never_answers_holds_up_no_request() {
             metrics_endpoint.as_str(),
         ),
         ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
-        // One span per export, a queue of four, and an export that waits
-        // ten minutes for its answer: the first export blocks the
-        // exporter for longer than this test runs.
-        ("OTEL_BSP_MAX_QUEUE_SIZE", "4"),
-        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "10"),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "600000"),
-    ] {
+    ]
+    .into_iter()
+    .chain(STUCK_EXPORTER)
+    {
         vars.insert(k.to_owned(), v.to_owned());
     }
     let served = Served::start(vars).await;
