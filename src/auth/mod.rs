@@ -210,7 +210,7 @@ async fn count(
     match admitted {
         Ok(standings) => {
             if let Some(slot) = slot {
-                slot.fill(&standings);
+                slot.fill(standings);
             }
             Ok(())
         }
@@ -222,7 +222,7 @@ async fn count(
             standings,
         }) => {
             if let Some(slot) = slot {
-                slot.fill(&standings);
+                slot.fill(standings);
             }
             count_refusal(policy);
             Err(ApiError::TooManyRequests {
@@ -235,7 +235,7 @@ async fn count(
         }
         Err(Refusal::ShareUsedUp { policy, standings }) => {
             if let Some(slot) = slot {
-                slot.fill(&standings);
+                slot.fill(standings);
             }
             count_refusal(policy);
             Err(ApiError::TooManyRequests {

@@ -118,6 +118,34 @@ impl Scope {
     }
 }
 
+/// The scopes one request counts in: at most three, kept inline (there is
+/// one per request).
+#[derive(Debug, Clone, Copy)]
+struct Scopes {
+    list: [Scope; 3],
+    len: usize,
+}
+
+impl Scopes {
+    const NONE: Scopes = Scopes {
+        list: [Scope::App; 3],
+        len: 0,
+    };
+
+    fn push(&mut self, scope: Scope) {
+        self.list[self.len] = scope;
+        self.len += 1;
+    }
+}
+
+impl std::ops::Deref for Scopes {
+    type Target = [Scope];
+
+    fn deref(&self) -> &[Scope] {
+        &self.list[..self.len]
+    }
+}
+
 /// A part of a caller's limit this instance may admit without asking:
 /// the others count it as taken while it holds.
 #[derive(Debug, Clone, Copy)]
@@ -296,6 +324,8 @@ impl RateLimiter {
     }
 
     /// Counts one request of `caller`, or says why it may not be made.
+    /// Decided at once from what this instance holds; only a request
+    /// beyond its instance's lease waits, for a sync.
     pub async fn admit(self: &Arc<Self>, caller: Caller<'_>) -> Result<Standings, Refusal> {
         let scopes = self.scopes(caller);
         if scopes.is_empty() {
@@ -303,8 +333,39 @@ impl RateLimiter {
         }
         self.started.call_once(|| sync::start(self.clone()));
         let key_hash: Arc<str> = Arc::from(caller.api_key_hash.unwrap_or("dev"));
+        match self.decide(&key_hash, &scopes, Moment::now()) {
+            Verdict::Admit(standings, on_trust) => {
+                if on_trust {
+                    self.wanted.notify_one();
+                }
+                Ok(standings)
+            }
+            Verdict::Refuse(refusal) => Err(refusal),
+            // Boxed: every request's future carries the common path only.
+            Verdict::WaitForSync(_) => Box::pin(self.wait_for_room(key_hash, scopes)).await,
+        }
+    }
+
+    /// Waits for up to [`MAX_SYNC_WAITS`] syncs to give the request room.
+    async fn wait_for_room(
+        &self,
+        key_hash: Arc<str>,
+        scopes: Scopes,
+    ) -> Result<Standings, Refusal> {
         let mut synced = self.synced.subscribe();
-        for wait in 0..=MAX_SYNC_WAITS {
+        for wait in 1..=MAX_SYNC_WAITS {
+            synced.borrow_and_update();
+            self.count_waiting(&key_hash, &scopes, true);
+            // Stored as a permit if the sync loop is busy: a sync starts
+            // after this point, and `synced` sees it end.
+            self.wanted.notify_one();
+            // A sync that fails (the database is out of reach) gives no
+            // room: say so rather than wait for more.
+            let done = tokio::time::timeout(self.max_wait, synced.changed()).await;
+            self.count_waiting(&key_hash, &scopes, false);
+            if !matches!(done, Ok(Ok(()))) || !*synced.borrow_and_update() {
+                return Err(Refusal::Unsynced);
+            }
             match self.decide(&key_hash, &scopes, Moment::now()) {
                 Verdict::Admit(standings, on_trust) => {
                     if on_trust {
@@ -314,21 +375,10 @@ impl RateLimiter {
                 }
                 Verdict::Refuse(refusal) => return Err(refusal),
                 Verdict::WaitForSync(refusal) if wait == MAX_SYNC_WAITS => return Err(refusal),
-                Verdict::WaitForSync(_) => {
-                    synced.borrow_and_update();
-                    self.count_waiting(&key_hash, &scopes, true);
-                    self.wanted.notify_one();
-                    // A sync that fails (the database is out of reach)
-                    // gives no room: say so rather than wait for more.
-                    let done = tokio::time::timeout(self.max_wait, synced.changed()).await;
-                    self.count_waiting(&key_hash, &scopes, false);
-                    if !matches!(done, Ok(Ok(()))) || !*synced.borrow_and_update() {
-                        return Err(Refusal::Unsynced);
-                    }
-                }
+                Verdict::WaitForSync(_) => {}
             }
         }
-        unreachable!("the last round returns")
+        unreachable!("the last wait returns")
     }
 
     /// Callers (an application, a user through it, their writes) whose
@@ -337,14 +387,7 @@ impl RateLimiter {
         self.buckets.lock().expect("rate buckets").len()
     }
 
-    fn scopes(&self, caller: Caller<'_>) -> Vec<Scope> {
-        let mut scopes = vec![Scope::App];
-        if let Some(user) = caller.user {
-            scopes.push(Scope::User(user));
-            if caller.writes {
-                scopes.push(Scope::Writes(user));
-            }
-        }
+    fn scopes(&self, caller: Caller<'_>) -> Scopes {
         // A scope without a default limit may still have an override, so
         // only a limiter with no limits at all counts nothing.
         if [
@@ -355,14 +398,22 @@ impl RateLimiter {
         .iter()
         .all(Option::is_none)
         {
-            scopes.clear();
+            return Scopes::NONE;
+        }
+        let mut scopes = Scopes::NONE;
+        scopes.push(Scope::App);
+        if let Some(user) = caller.user {
+            scopes.push(Scope::User(user));
+            if caller.writes {
+                scopes.push(Scope::Writes(user));
+            }
         }
         scopes
     }
 
-    fn count_waiting(&self, key_hash: &Arc<str>, scopes: &[Scope], start: bool) {
+    fn count_waiting(&self, key_hash: &Arc<str>, scopes: &Scopes, start: bool) {
         let mut buckets = self.buckets.lock().expect("rate buckets");
-        for &scope in scopes {
+        for &scope in scopes.iter() {
             let key = BucketKey {
                 api_key_hash: key_hash.clone(),
                 scope,
@@ -377,15 +428,22 @@ impl RateLimiter {
         }
     }
 
-    /// Admits the request in every scope, or in none.
-    fn decide(&self, key_hash: &Arc<str>, scopes: &[Scope], at: Moment) -> Verdict {
+    /// Admits the request in every scope, or in none: each scope's bucket
+    /// is looked up once and counted as it is checked; a later scope's
+    /// refusal takes the earlier counts back (rare, so the common path
+    /// hashes each key once).
+    fn decide(&self, key_hash: &Arc<str>, scopes: &Scopes, at: Moment) -> Verdict {
         let mut buckets = self.buckets.lock().expect("rate buckets");
         if buckets.len() + scopes.len() > CAPACITY {
             make_room(&mut buckets, at);
         }
-        let mut standings = Standings::default();
-        let mut wait = None;
-        for &scope in scopes {
+        let mut standings = Standings::with_capacity(scopes.len());
+        // The scopes counted so far, and whether each was on trust.
+        let mut counted = [(Scope::App, false); 3];
+        let mut n_counted = 0;
+        let mut on_trust = false;
+        let mut verdict = None;
+        for &scope in scopes.iter() {
             let key = BucketKey {
                 api_key_hash: key_hash.clone(),
                 scope,
@@ -400,57 +458,84 @@ impl RateLimiter {
             if bucket.estimate(at) + 1.0 > f64::from(limit) {
                 let counts = bucket.mine.add(&bucket.others);
                 standings.push(bucket.standing(scope, limit, at));
-                return Verdict::Refuse(Refusal::OverLimit {
+                verdict = Some(Verdict::Refuse(Refusal::OverLimit {
                     policy: scope.policy(),
                     counted: scope.counted(),
                     limit,
                     retry_after: window::secs_until_room(counts, limit.into(), at),
-                    standings,
-                });
+                    standings: Standings::new(),
+                }));
+                break;
             }
-            match bucket.lease(at) {
+            let lease = bucket.lease(at);
+            match lease {
                 Some(0) => {
                     // What is left is leased to other instances: refused
                     // until a sync finds some of it given back.
                     standings.push(bucket.standing(scope, limit, at));
-                    return Verdict::Refuse(Refusal::ShareUsedUp {
+                    verdict = Some(Verdict::Refuse(Refusal::ShareUsedUp {
                         policy: scope.policy(),
-                        standings,
-                    });
+                        standings: Standings::new(),
+                    }));
+                    break;
                 }
                 Some(granted) if bucket.since_sync < granted => {}
                 // The first request of a minute, before any lease of
                 // that minute: admitted on trust, once (README's bound).
                 None if bucket.on_trust != at.window
                     && bucket.lease.is_none_or(|l| l.window != at.window) => {}
-                _ => wait = Some(scope.policy()),
+                _ => {
+                    // Within the limit, beyond this instance's lease: the
+                    // other scopes are still checked, so a refusal wins.
+                    if verdict.is_none() {
+                        verdict = Some(Verdict::WaitForSync(Refusal::ShareUsedUp {
+                            policy: scope.policy(),
+                            standings: Standings::new(),
+                        }));
+                    }
+                    standings.push(bucket.standing(scope, limit, at));
+                    continue;
+                }
             }
             standings.push(bucket.standing(scope, limit, at));
+            if lease.is_none() {
+                bucket.on_trust = at.window;
+                on_trust = true;
+            }
+            bucket.mine.current += 1;
+            bucket.unsynced += 1;
+            bucket.since_sync += 1;
+            counted[n_counted] = (scope, lease.is_none());
+            n_counted += 1;
         }
-        if let Some(policy) = wait {
-            return Verdict::WaitForSync(Refusal::ShareUsedUp { policy, standings });
-        }
-        let mut on_trust = false;
-        for &scope in scopes {
+        let Some(mut verdict) = verdict else {
+            for standing in standings.iter_mut() {
+                standing.remaining = standing.remaining.saturating_sub(1);
+            }
+            return Verdict::Admit(standings, on_trust);
+        };
+        for &(scope, trusted) in &counted[..n_counted] {
             let key = BucketKey {
                 api_key_hash: key_hash.clone(),
                 scope,
             };
-            let bucket = buckets.get_mut(&key).expect("inserted above");
-            if bucket.limit.is_some() {
-                if bucket.lease(at).is_none() {
-                    bucket.on_trust = at.window;
-                    on_trust = true;
-                }
-                bucket.mine.current += 1;
-                bucket.unsynced += 1;
-                bucket.since_sync += 1;
+            let bucket = buckets.get_mut(&key).expect("counted above");
+            bucket.mine.current -= 1;
+            bucket.unsynced -= 1;
+            bucket.since_sync -= 1;
+            if trusted {
+                // Its one request on trust this minute is still to come.
+                bucket.on_trust = i64::MIN;
             }
         }
-        for standing in standings.iter_mut() {
-            standing.remaining = standing.remaining.saturating_sub(1);
+        match &mut verdict {
+            Verdict::Refuse(
+                Refusal::OverLimit { standings: s, .. } | Refusal::ShareUsedUp { standings: s, .. },
+            )
+            | Verdict::WaitForSync(Refusal::ShareUsedUp { standings: s, .. }) => *s = standings,
+            _ => {}
         }
-        Verdict::Admit(standings, on_trust)
+        verdict
     }
 }
 
@@ -466,5 +551,113 @@ fn make_room(buckets: &mut HashMap<BucketKey, Bucket>, at: Moment) {
             "rate limit buckets full; forgetting them"
         );
         buckets.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::Secrets;
+    use crate::settings::Settings;
+    use crate::settings::tests::vars;
+
+    /// A limiter with these limits; `decide` alone never reaches the
+    /// database (only syncs do).
+    fn limiter(limits: &[(&str, &str)]) -> Arc<RateLimiter> {
+        let settings = Arc::new(Settings::from_vars(&vars(limits)).unwrap());
+        let secrets = Arc::new(Secrets::new(settings.clone()).unwrap());
+        let db = Arc::new(Database::new(settings.database.clone(), secrets, None));
+        RateLimiter::new(settings.rate_limits, Duration::from_secs(1), db)
+    }
+
+    fn write_of(user: Uuid) -> Scopes {
+        let mut scopes = Scopes::NONE;
+        for scope in [Scope::App, Scope::User(user), Scope::Writes(user)] {
+            scopes.push(scope);
+        }
+        scopes
+    }
+
+    fn used(limiter: &RateLimiter, key: &Arc<str>, scope: Scope) -> (u64, u64, i64) {
+        let buckets = limiter.buckets.lock().unwrap();
+        let b = &buckets[&BucketKey {
+            api_key_hash: key.clone(),
+            scope,
+        }];
+        (b.mine.current, b.unsynced, b.on_trust)
+    }
+
+    #[test]
+    fn a_request_refused_in_one_scope_is_counted_in_none() {
+        let limiter = limiter(&[
+            ("RATE_LIMIT_REQUESTS_PER_MINUTE", "100"),
+            ("RATE_LIMIT_WRITES_PER_MINUTE", "1"),
+        ]);
+        let (key, user, at) = (Arc::<str>::from("k"), Uuid::new_v4(), Moment::now());
+        // The first write of the minute is admitted on trust in all three.
+        assert!(matches!(
+            limiter.decide(&key, &write_of(user), at),
+            Verdict::Admit(_, true)
+        ));
+        // A sync leased the application and the user room for more.
+        for scope in [Scope::App, Scope::User(user)] {
+            let mut buckets = limiter.buckets.lock().unwrap();
+            let bucket = buckets
+                .get_mut(&BucketKey {
+                    api_key_hash: key.clone(),
+                    scope,
+                })
+                .unwrap();
+            bucket.lease = Some(Lease {
+                granted: 50,
+                window: at.window,
+                taken_at: Instant::now(),
+            });
+            bucket.since_sync = 0;
+        }
+        let before = [Scope::App, Scope::User(user)].map(|s| used(&limiter, &key, s));
+        assert_eq!(before[1].0, 1);
+        // The second is over the writes limit: app and user, checked
+        // (and counted) before it, give their count back.
+        match limiter.decide(&key, &write_of(user), at) {
+            Verdict::Refuse(Refusal::OverLimit {
+                policy, standings, ..
+            }) => {
+                assert_eq!(policy, "writes");
+                let policies: Vec<_> = standings.iter().map(|s| s.policy).collect();
+                assert_eq!(policies, ["app", "user", "writes"]);
+            }
+            _ => panic!("the second write is refused"),
+        }
+        let after = [Scope::App, Scope::User(user)].map(|s| used(&limiter, &key, s));
+        assert_eq!(after, before);
+    }
+
+    #[test]
+    fn a_request_waiting_for_a_sync_is_counted_only_once_admitted() {
+        let limiter = limiter(&[("RATE_LIMIT_REQUESTS_PER_MINUTE", "100")]);
+        let (key, user, at) = (Arc::<str>::from("k"), Uuid::new_v4(), Moment::now());
+        let mut read = Scopes::NONE;
+        read.push(Scope::App);
+        read.push(Scope::User(user));
+        assert!(matches!(
+            limiter.decide(&key, &read, at),
+            Verdict::Admit(_, true)
+        ));
+        // A new user of the same application: its own first request is on
+        // trust, but the application's was used, so it waits for a lease;
+        // the user's trust is not spent by it.
+        let other = Uuid::new_v4();
+        let mut theirs = Scopes::NONE;
+        theirs.push(Scope::App);
+        theirs.push(Scope::User(other));
+        assert!(matches!(
+            limiter.decide(&key, &theirs, at),
+            Verdict::WaitForSync(_)
+        ));
+        assert_eq!(used(&limiter, &key, Scope::App).0, 1);
+        let (count, unsynced, on_trust) = used(&limiter, &key, Scope::User(other));
+        assert_eq!((count, unsynced), (0, 0));
+        assert_ne!(on_trust, at.window, "its request on trust is still to come");
     }
 }
