@@ -26,10 +26,13 @@ case "$only" in
 esac
 
 scripts/install-deps.sh
-if ! command -v wrk >/dev/null 2>&1; then
-  [ "$(id -u)" = 0 ] || { echo "bench: install wrk (apt-get install wrk)" >&2; exit 1; }
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+# wrk drives the load; valgrind's callgrind counts instructions
+# (scripts/bench_limits.py).
+for tool in wrk valgrind; do
+  command -v "$tool" >/dev/null 2>&1 && continue
+  [ "$(id -u)" = 0 ] || { echo "bench: install $tool (apt-get install $tool)" >&2; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+done
 cargo build --release --locked --quiet
 
 dir=$(mktemp -d /tmp/amplifier-bench-pg.XXXXXX)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The cost and the bound of rate limiting (issue 16): get-session and
 append-messages throughput with limits off and with limits on (counted and
-synced, never reached), alternating runs in one go; and three processes on
+synced, never reached), the services run at the same time; and three processes on
 one database held to one user's limit: how many requests they admit beyond
 it. Writes its section of docs/benchmarks.md.
 
@@ -13,7 +13,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -34,64 +36,137 @@ def fresh_database(pg):
     bench.own_database(pg, DB)
 
 
-def service(pg, port, extra, pool=8):
-    return bench.service_on(pg, DB, port, extra, pool)
+def service(pg, port, extra, pool=8, wrapper=()):
+    return bench.service_on(pg, DB, port, extra, pool, wrapper=wrapper)
 
 
-def throughput(pg, args):
-    """rps of get-session and append-messages, limits off vs on, and a
-    control: a second service with limits off, run like the others, whose
-    ratio to the first shows what the bench itself makes of two equal
-    services (their order, the machine's drift)."""
-    fresh_database(pg)
-    setup = service(pg, args.port, OFF)
-    fx = Fixture(setup, types.SimpleNamespace(users=args.users, sessions_per_user=1))
-    setup.stop()
+def functions_of(fx):
+    """The two functions measured: each user's get-session, and an
+    append of one small message to it."""
     small = json.dumps({"messages": [{"role": "user", "text": "hello " * 8}]})
-    functions = {
+    return {
         "get-session": [{"method": "GET", "path": f"/api/sessions/{fx.sessions[u][0]}",
                          "token": fx.tokens[u], "body": None} for u in fx.users],
         "append-messages": [{"method": "POST", "path": f"/api/sessions/{fx.sessions[u][0]}/messages",
                              "token": fx.tokens[u], "body": small} for u in fx.users],
     }
+
+
+def instructions(pg, args):
+    """Instructions the service runs per request, limits off and on,
+    counted by callgrind over the same requests in the same order: unlike
+    time on this machine, the same in every run (the background syncs
+    included, as they come)."""
+    fresh_database(pg)
+    setup = service(pg, args.port, OFF)
+    fx = Fixture(setup, types.SimpleNamespace(users=50, sessions_per_user=1))
+    setup.stop()
+    functions = functions_of(fx)
+    counts = {}
+    for mode, extra in (("off", OFF), ("on", ON)):
+        dump = os.path.join(tempfile.mkdtemp(), "callgrind.out")
+        s = service(pg, args.port, extra, pool=4,
+                    wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}"])
+        conn = s.connection()
+        for name, requests in functions.items():
+            def send(i):
+                r = requests[i % len(requests)]
+                status, body = s.request(r["method"], r["path"], {
+                    "X-API-Key": fx.key, "Authorization": f"Bearer {r['token']}"},
+                    json.loads(r["body"]) if r["body"] else None, conn=conn)
+                assert status in (200, 201), (name, mode, status, body)
+            for i in range(len(requests)):
+                send(i)  # warm: every caller's first requests and a lease
+            # Zero the counts, send, dump them (callgrind.out.N).
+            pid = str(s.proc.pid)
+            subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+            for i in range(args.counted):
+                send(i)
+            subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+            newest = max((f for f in os.listdir(os.path.dirname(dump))
+                          if f.startswith("callgrind.out.")), key=lambda f: int(f.rsplit(".", 1)[1]))
+            with open(os.path.join(os.path.dirname(dump), newest)) as f:
+                total = next(int(line.split()[1]) for line in f if line.startswith("totals:"))
+            counts[(name, mode)] = total / args.counted
+            log(f"limits {mode}: {name} {total / args.counted:.0f} instructions a request")
+        s.stop()
+    return {name: {"off": counts[(name, "off")], "on": counts[(name, "on")],
+                   "ratio": counts[(name, "on")] / counts[(name, "off")]}
+            for name in functions}
+
+
+def throughput(pg, args):
+    """rps and service CPU per request of get-session and append-messages,
+    limits off vs on, and a control: a second service with limits off, run
+    like the others, whose ratio to the first shows what the bench itself
+    makes of two equal services.
+
+    The three run at once, each under its own wrk: on this shared machine
+    back-to-back runs of one service differ by up to 30% (other tenants'
+    load, CPU steal), which hides a few percent; run together, the three
+    meet the same moment's machine and share it, so each round's ratio is
+    how much each serves of the same CPU."""
+    fresh_database(pg)
+    setup = service(pg, args.port, OFF)
+    fx = Fixture(setup, types.SimpleNamespace(users=args.users, sessions_per_user=1))
+    setup.stop()
+    functions = functions_of(fx)
     wrk_args = types.SimpleNamespace(connections=args.connections, duration=args.duration)
     modes = ("off", "on", "control")
+    extra = {"off": OFF, "on": ON, "control": OFF}
     rps = {(name, mode): [] for name in functions for mode in modes}
+    cpu_us = {(name, mode): [] for name in functions for mode in modes}
     ratios = {(name, mode): [] for name in functions for mode in ("on", "control")}
+    cpu_ratios = {(name, mode): [] for name in functions for mode in ("on", "control")}
     for r in range(args.rounds):
-        # All three services up at once, each function run on one right
-        # after the other, the order rotating: the machine's drift (and the
-        # sessions' growth) falls on all alike, and each round gives paired
-        # ratios.
-        extra = {"off": OFF, "on": ON, "control": OFF}
-        services = {mode: service(pg, args.port + i, extra[mode]) for i, mode in enumerate(modes)}
+        # Ports and start order rotate, so that neither favours a mode.
         order = modes[r % 3:] + modes[:r % 3]
-        if r % 6 >= 3:
-            order = order[::-1]
-        # Steady state: a fresh instance's first second has every caller's
-        # first requests wait for one sync (README), which is not the cost
-        # of counting; every service gets the same warm-up.
-        for mode in order:
-            for requests in functions.values():
-                wrk(services[mode], {"key": fx.key, "requests": requests}, wrk_args, duration=2)
+        services = {mode: service(pg, args.port + i, extra[mode]) for i, mode in enumerate(order)}
         for name, requests in functions.items():
-            for mode in order:
-                result = wrk(services[mode], {"key": fx.key, "requests": requests}, wrk_args)
+            fn = {"key": fx.key, "requests": requests}
+            # Steady state: a fresh instance's first second has every
+            # caller's first requests wait for one sync (README), which is
+            # not the cost of counting.
+            at_once(services, order, fn, wrk_args, 2)
+            before = {mode: bench.cpu_seconds([services[mode].proc.pid]) for mode in modes}
+            results = at_once(services, order, fn, wrk_args, args.duration)
+            for mode in modes:
+                result = results[mode]
                 assert result["errors"] == 0, (name, mode, result)
+                spent = bench.cpu_seconds([services[mode].proc.pid]) - before[mode]
                 rps[(name, mode)].append(result["rps"])
-                log(f"limits {mode}: {name} {result['rps']:.0f} rps")
+                cpu_us[(name, mode)].append(1e6 * spent / max(result["requests"], 1))
             for mode in ("on", "control"):
                 ratios[(name, mode)].append(rps[(name, mode)][-1] / rps[(name, "off")][-1])
+                cpu_ratios[(name, mode)].append(cpu_us[(name, mode)][-1] / cpu_us[(name, "off")][-1])
+            log(f"limits round {r} {name}: " + ", ".join(
+                f"{mode} {rps[(name, mode)][-1]:.0f} rps {cpu_us[(name, mode)][-1]:.0f} us" for mode in modes))
         for s in services.values():
             s.stop()
-    return {name: {"off": statistics.median(rps[(name, "off")]),
-                   "on": statistics.median(rps[(name, "on")]),
-                   "control": statistics.median(rps[(name, "control")]),
+    return {name: {**{mode: statistics.median(rps[(name, mode)]) for mode in modes},
+                   **{f"{mode}_us": statistics.median(cpu_us[(name, mode)]) for mode in modes},
                    "ratio": statistics.median(ratios[(name, "on")]),
                    "control_ratio": statistics.median(ratios[(name, "control")]),
+                   "cpu_ratio": statistics.median(cpu_ratios[(name, "on")]),
+                   "control_cpu_ratio": statistics.median(cpu_ratios[(name, "control")]),
                    "ratios": [round(r, 3) for r in ratios[(name, "on")]],
                    "control_ratios": [round(r, 3) for r in ratios[(name, "control")]]}
             for name in functions}
+
+
+def at_once(services, order, fn, wrk_args, duration):
+    """One wrk run against each service, all at the same time."""
+    results = {}
+
+    def run(mode):
+        results[mode] = wrk(services[mode], fn, wrk_args, duration=duration)
+
+    threads = [threading.Thread(target=run, args=(mode,)) for mode in order]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
 
 
 def overshoot(pg, args):
@@ -152,14 +227,16 @@ def main():
     parser.add_argument("--port", type=int, default=7410)
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--duration", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--duration", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--limit", type=int, default=600)
+    parser.add_argument("--counted", type=int, default=600)
     parser.add_argument("--out", default=os.path.join(bench.ROOT, "docs", "benchmarks.md"))
     args = parser.parse_args()
 
     pg = Postgres(args.pg_port, args.log_dir, args.ca_file)
-    result = {"throughput": throughput(pg, args), "overshoot": overshoot(pg, args),
+    result = {"throughput": throughput(pg, args), "instructions": instructions(pg, args),
+              "overshoot": overshoot(pg, args), "counted": args.counted,
               "duration": args.duration, "rounds": args.rounds, "connections": args.connections}
     log(json.dumps(result, indent=2))
     write(args.out, result)
@@ -173,7 +250,11 @@ def write(path, r):
     for name, t in r["throughput"].items():
         ratio = t["ratio"]
         rows.append(f"| {name} | {t['off']:.0f} | {t['on']:.0f} | {ratio:.2f}× | {t['control_ratio']:.2f}× "
+                    f"| {t['off_us']:.0f} | {t['on_us']:.0f} | {t['cpu_ratio']:.2f}× | {t['control_cpu_ratio']:.2f}× "
                     f"| ≥ 0.95×: {met(ratio >= 0.95)} |")
+    counted_rows = []
+    for name, c in r["instructions"].items():
+        counted_rows.append(f"| {name} | {c['off']:,.0f} | {c['on']:,.0f} | {c['ratio']:.3f}× |")
     o = r["overshoot"]
     over = o["admitted"] - o["limit"]
     # The README's bound: the limit plus one request on trust per process.
@@ -181,19 +262,34 @@ def write(path, r):
     section = f"""{BEGIN}
 ## Rate limits (issue 16)
 
-`scripts/bench_limits.py`. **Cost**: requests per second through wrk
-({r['connections']} connections, {r['duration']} s runs, median of
-{r['rounds']} rounds; on / off is the median of each round's ratio, the
-runs of a round back to back in rotating order), limits off (`0`)
-against limits on (every
-request counted in three policies and synced as its leases need, at limits
-never reached; after a 2 s warm-up of each). The control is a second
-service with limits off, run like the others: its ratio to the first is
-what the bench itself makes of two equal services.
+`scripts/bench_limits.py`. **Cost**: limits off (`0`) against limits on
+(every request counted in three policies and synced as its leases need,
+at limits never reached) and a control (a second service with limits
+off), the three run **at the same time**, each under its own wrk
+({r['connections']} connections, {r['duration']} s, after a 2 s warm-up),
+in {r['rounds']} rounds with ports and start order rotating; each figure is
+the median over the rounds, a ratio the median of each round's ratio.
+Together because on this shared machine back-to-back runs of one service
+differ by up to 30% (other tenants' load, CPU steal) and would hide a few
+percent; run at once, the three share the same moment's machine, so the
+rps are each one's share of it (a third of what one alone serves) and the
+ratio is how much each serves of the same CPU. CPU is the service
+process's user + system time per request. The control's ratios are what
+the bench itself makes of two equal services.
 
-| function | off (rps) | on (rps) | on / off | control / off | target |
-|---|---|---|---|---|---|
+| function | off (rps) | on (rps) | on / off | control / off | off CPU (µs/request) | on CPU | on / off CPU | control / off CPU | target |
+|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
+
+**Instructions**, which do not depend on the machine's load: the service
+under callgrind, {r['counted']} requests of each function one after another
+(50 users, after one request of each), limits off and on, the same
+requests in the same order; all the service's work is counted, its
+background syncs included.
+
+| function | off (instructions / request) | on | on / off |
+|---|---|---|---|
+{chr(10).join(counted_rows)}
 
 **Bound across instances**: {o['processes']} processes on one database,
 one user limited to {o['limit']} requests per minute, 24 callers spread
