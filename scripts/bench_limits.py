@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The cost and the bound of rate limiting (issue 16): get-session and
-append-messages throughput with limits off and with limits on (counted and
-synced, never reached), the services run at the same time; and three processes on
-one database held to one user's limit: how many requests they admit beyond
-it. Writes its section of docs/benchmarks.md.
+append-messages throughput, CPU and instructions per request with limits
+off and with limits on (counted and synced, never reached); and three
+processes on one database held to one user's limit: how many requests they
+admit beyond it. Writes its section of docs/benchmarks.md.
 
 Run through scripts/bench.sh (BENCH_ONLY=limits runs this alone). Uses
 bench.py's PostgreSQL and service drivers. Standard library only.
@@ -252,6 +252,10 @@ def write(path, r):
         rows.append(f"| {name} | {t['off']:.0f} | {t['on']:.0f} | {ratio:.2f}× | {t['control_ratio']:.2f}× "
                     f"| {t['off_us']:.0f} | {t['on_us']:.0f} | {t['cpu_ratio']:.2f}× | {t['control_cpu_ratio']:.2f}× "
                     f"| ≥ 0.95×: {met(ratio >= 0.95)} |")
+    def spread(field):
+        return "; ".join(f"{min(t[field]):.2f}–{max(t[field]):.2f} ({name})"
+                         for name, t in r["throughput"].items())
+
     counted_rows = []
     for name, c in r["instructions"].items():
         counted_rows.append(f"| {name} | {c['off']:,.0f} | {c['on']:,.0f} | {c['ratio']:.3f}× |")
@@ -272,10 +276,12 @@ the median over the rounds, a ratio the median of each round's ratio.
 Together because on this shared machine back-to-back runs of one service
 differ by up to 30% (other tenants' load, CPU steal) and would hide a few
 percent; run at once, the three share the same moment's machine, so the
-rps are each one's share of it (a third of what one alone serves) and the
-ratio is how much each serves of the same CPU. CPU is the service
+rps are each one's share of it (a third of what one alone serves) and a
+round's ratio compares them under the same conditions. CPU is the service
 process's user + system time per request. The control's ratios are what
-the bench itself makes of two equal services.
+the bench itself makes of two equal services: per round, on / off ranged
+{spread('ratios')}, control / off {spread('control_ratios')}, so a median of
+{r['rounds']} rounds is good to about ±5%; the instructions below are exact.
 
 | function | off (rps) | on (rps) | on / off | control / off | off CPU (µs/request) | on CPU | on / off CPU | control / off CPU | target |
 |---|---|---|---|---|---|---|---|---|---|
