@@ -29,8 +29,8 @@ pub type Standings = Vec<Standing>;
 
 /// Writes the two fields for `standings` (nothing when there are none).
 /// Every counted response carries them, so each is built straight into
-/// one buffer, numbers through `itoa` (`format!` cost this about 4,000
-/// instructions a request, callgrind in docs/benchmarks.md).
+/// one buffer, numbers through `itoa` (with `format!` this took about
+/// 4,000 instructions a request, by callgrind).
 pub fn write_headers(headers: &mut HeaderMap, standings: &[Standing]) {
     if standings.is_empty() {
         return;
