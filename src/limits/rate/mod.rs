@@ -64,6 +64,15 @@ struct BucketKey {
     scope: Scope,
 }
 
+impl BucketKey {
+    fn new(api_key_hash: &Arc<str>, scope: Scope) -> Self {
+        Self {
+            api_key_hash: api_key_hash.clone(),
+            scope,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Scope {
     App,
@@ -333,13 +342,8 @@ impl RateLimiter {
         }
         self.started.call_once(|| sync::start(self.clone()));
         let key_hash: Arc<str> = Arc::from(caller.api_key_hash.unwrap_or("dev"));
-        match self.decide(&key_hash, &scopes, Moment::now()) {
-            Verdict::Admit(standings, on_trust) => {
-                if on_trust {
-                    self.wanted.notify_one();
-                }
-                Ok(standings)
-            }
+        match self.decide_now(&key_hash, &scopes) {
+            Verdict::Admit(standings, _) => Ok(standings),
             Verdict::Refuse(refusal) => Err(refusal),
             // Boxed: every request's future carries the common path only.
             Verdict::WaitForSync(_) => Box::pin(self.wait_for_room(key_hash, scopes)).await,
@@ -366,19 +370,24 @@ impl RateLimiter {
             if !matches!(done, Ok(Ok(()))) || !*synced.borrow_and_update() {
                 return Err(Refusal::Unsynced);
             }
-            match self.decide(&key_hash, &scopes, Moment::now()) {
-                Verdict::Admit(standings, on_trust) => {
-                    if on_trust {
-                        self.wanted.notify_one();
-                    }
-                    return Ok(standings);
-                }
+            match self.decide_now(&key_hash, &scopes) {
+                Verdict::Admit(standings, _) => return Ok(standings),
                 Verdict::Refuse(refusal) => return Err(refusal),
                 Verdict::WaitForSync(refusal) if wait == MAX_SYNC_WAITS => return Err(refusal),
                 Verdict::WaitForSync(_) => {}
             }
         }
         unreachable!("the last wait returns")
+    }
+
+    /// [`Self::decide`] now; a request admitted on trust asks for a sync,
+    /// so that a lease follows it soon.
+    fn decide_now(&self, key_hash: &Arc<str>, scopes: &Scopes) -> Verdict {
+        let verdict = self.decide(key_hash, scopes, Moment::now());
+        if let Verdict::Admit(_, true) = verdict {
+            self.wanted.notify_one();
+        }
+        verdict
     }
 
     /// Callers (an application, a user through it, their writes) whose
@@ -414,10 +423,7 @@ impl RateLimiter {
     fn count_waiting(&self, key_hash: &Arc<str>, scopes: &Scopes, start: bool) {
         let mut buckets = self.buckets.lock().expect("rate buckets");
         for &scope in scopes.iter() {
-            let key = BucketKey {
-                api_key_hash: key_hash.clone(),
-                scope,
-            };
+            let key = BucketKey::new(key_hash, scope);
             if let Some(bucket) = buckets.get_mut(&key) {
                 bucket.waiting = if start {
                     bucket.waiting + 1
@@ -442,12 +448,11 @@ impl RateLimiter {
         let mut counted = [(Scope::App, false); 3];
         let mut n_counted = 0;
         let mut on_trust = false;
+        // A refusal's standings are moved into it at the end, once every
+        // scope checked has added its own.
         let mut verdict = None;
         for &scope in scopes.iter() {
-            let key = BucketKey {
-                api_key_hash: key_hash.clone(),
-                scope,
-            };
+            let key = BucketKey::new(key_hash, scope);
             let bucket = buckets
                 .entry(key)
                 .or_insert_with(|| Bucket::new(scope.default_limit(&self.settings), at));
@@ -515,10 +520,7 @@ impl RateLimiter {
             return Verdict::Admit(standings, on_trust);
         };
         for &(scope, trusted) in &counted[..n_counted] {
-            let key = BucketKey {
-                api_key_hash: key_hash.clone(),
-                scope,
-            };
+            let key = BucketKey::new(key_hash, scope);
             let bucket = buckets.get_mut(&key).expect("counted above");
             bucket.mine.current -= 1;
             bucket.unsynced -= 1;
@@ -580,10 +582,7 @@ mod tests {
 
     fn used(limiter: &RateLimiter, key: &Arc<str>, scope: Scope) -> (u64, u64, i64) {
         let buckets = limiter.buckets.lock().unwrap();
-        let b = &buckets[&BucketKey {
-            api_key_hash: key.clone(),
-            scope,
-        }];
+        let b = &buckets[&BucketKey::new(key, scope)];
         (b.mine.current, b.unsynced, b.on_trust)
     }
 
@@ -602,12 +601,7 @@ mod tests {
         // A sync leased the application and the user room for more.
         for scope in [Scope::App, Scope::User(user)] {
             let mut buckets = limiter.buckets.lock().unwrap();
-            let bucket = buckets
-                .get_mut(&BucketKey {
-                    api_key_hash: key.clone(),
-                    scope,
-                })
-                .unwrap();
+            let bucket = buckets.get_mut(&BucketKey::new(&key, scope)).unwrap();
             bucket.lease = Some(Lease {
                 granted: 50,
                 window: at.window,
